@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Prepare the machine that runs the tests: a Docker Engine that answers,
+# debootstrap (to build the base images) and Chromium (for screenshots).
+# Idempotent: what is already there is left alone. Needs root (or sudo).
+set -euo pipefail
+
+log() { printf '[setup-host] %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
+    missing+=(docker.io)
+fi
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+command -v git >/dev/null 2>&1 || missing+=(git)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing from Debian: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if docker info >/dev/null 2>&1; then
+    log "Docker Engine answers: $(docker version --format '{{.Server.Version}}')"
+    exit 0
+fi
+
+if [ "$(ps -o comm= -p 1 2>/dev/null)" = "systemd" ]; then
+    log "starting docker.service"
+    $SUDO systemctl start docker
+else
+    # No systemd on this machine (a CI container, say): run the engine in the background.
+    log "starting dockerd in the background (log: /var/log/hhw-dockerd.log)"
+    $SUDO sh -c 'nohup dockerd >/var/log/hhw-dockerd.log 2>&1 &'
+fi
+
+for _ in $(seq 1 60); do
+    if docker info >/dev/null 2>&1; then
+        log "Docker Engine answers: $(docker version --format '{{.Server.Version}}')"
+        exit 0
+    fi
+    sleep 1
+done
+log "gave up after 60 s waiting for the Docker Engine to answer 'docker info'; last lines of its log:"
+tail -n 20 /var/log/hhw-dockerd.log >&2 || true
+exit 1

@@ -1,0 +1,45 @@
+"""Stage 01: the hub answers, PAM login works for allowed users only, a server spawns."""
+
+from __future__ import annotations
+
+NOT_ALLOWED_LOG = "User 'mallory' not allowed."
+
+
+def test_login_page_answers(hub, screenshot):
+    r = hub.client().get("/hub/login")
+    assert r.status_code == 200
+    assert 'name="username"' in r.text and 'name="password"' in r.text
+    screenshot(hub.url + "/hub/login", "01-login-page", wait_for="#login_submit")
+
+
+def test_right_password_logs_in_and_spawns(hub, people):
+    alice = people["alice"]
+    client = hub.client()
+    r = client.login(alice.name, alice.password)
+    assert r.status_code == 302, client.login_error(r)
+    client.start_server(alice.name)
+    status = client.server_api(alice.name, "status")
+    assert status.status_code == 200
+    assert "started" in status.json()
+    print(f"spawn took {client.spawn_seconds:.1f} s")
+    # The server runs as alice, not as root.
+    owner = hub.machine.output("ps -o user= -C jupyterhub-singleuser | sort -u; pgrep -u alice -f jupyterhub-singleuser >/dev/null && echo alice-owns-it")
+    assert "alice-owns-it" in owner
+
+
+def test_wrong_password_gets_403_and_no_server(hub, people):
+    client = hub.client()
+    r = client.login("alice", people["alice"].password + "-wrong")
+    assert r.status_code == 403
+    assert client.login_error(r) == "Invalid username or password"
+    assert not client.logged_in()
+    assert "Failed login for 'alice'" in hub.journal()
+
+
+def test_real_user_not_allowed_is_refused(hub, outsider):
+    client = hub.client()
+    r = client.login(outsider.name, outsider.password)
+    assert r.status_code == 403
+    assert client.login_error(r) == "Invalid username or password"
+    assert NOT_ALLOWED_LOG in hub.journal()
+    assert hub.machine.run(f"pgrep -u {outsider.name}", check=False).returncode != 0, "a process runs as mallory"

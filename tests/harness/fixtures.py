@@ -1,0 +1,183 @@
+"""The pytest plugin every stage's tests share: options, fixtures, failure reports."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import browser
+from .hubclient import HubClient
+from .images import ensure_stage_image
+from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers
+from .stages import Stage, stage_of
+from .waits import wait_for
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hhw", "Hub the Hard Way")
+    group.addoption("--target", choices=("container", "local"), default="container",
+                    help="container: a fresh test VM per stage (default); "
+                         "local: this machine, as root (your own VM, built by the book)")  # fmt: skip
+    group.addoption("--keep-vm", action="store_true", help="leave test VMs running, for a look inside")
+    group.addoption("--update-screenshots", action="store_true", help="overwrite the book's screenshots")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not session.config.getoption("--keep-vm") and shutil.which("docker"):
+        remove_session_containers()
+
+
+# -- machine and hub ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stage(request: pytest.FixtureRequest) -> Stage:
+    """The stage whose directory holds the test module."""
+    return stage_of(request.path)
+
+
+@pytest.fixture(scope="module")
+def machine(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Machine]:
+    """The machine under test: a VM booted from the saved image of this stage, or this machine."""
+    if request.config.getoption("--target") == "local":
+        yield LocalMachine()
+        return
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker Engine answers 'docker info': run scripts/setup-host.sh (make test does)")
+    vm = ContainerVM.boot(ensure_stage_image(stage), purpose=f"stage{stage.number:02d}")
+    try:
+        yield vm
+    finally:
+        if not request.config.getoption("--keep-vm"):
+            vm.remove()
+
+
+@dataclass
+class Hub:
+    """A running hub as the tests see it: where it answers, how to restart it, its log."""
+
+    machine: Machine
+    stage: Stage
+    url: str
+    verify: bool | str = True
+    unit: str = "jupyterhub"
+    clients: list[HubClient] = field(default_factory=list)
+
+    def client(self) -> HubClient:
+        """A new browser-like session against this hub."""
+        c = HubClient(self.url, verify=self.verify)
+        self.clients.append(c)
+        del self.clients[:-3]
+        return c
+
+    def wait_up(self, timeout: float = 90) -> None:
+        """Wait until the login page answers 200."""
+
+        def login_page() -> bool:
+            return HubClient(self.url, verify=self.verify).get("/hub/login").status_code == 200
+
+        wait_for(f"the hub's login page at {self.url}/hub/login", login_page, timeout=timeout)
+
+    def restart(self) -> None:
+        """``systemctl restart`` the hub and wait until it answers again."""
+        self.machine.run(f"systemctl restart {self.unit}")
+        self.wait_up()
+
+    def journal(self, unit: str | None = None, lines: int = 400) -> str:
+        return self.machine.output(f"journalctl -u {unit or self.unit} --no-pager --lines={lines}")
+
+
+@pytest.fixture(scope="module")
+def hub_url(machine: Machine) -> str:
+    """Where the hub answers; a stage that serves elsewhere (HTTPS) overrides this fixture."""
+    return machine.url(8000)
+
+
+@pytest.fixture(scope="module")
+def hub(machine: Machine, stage: Stage, hub_url: str) -> Hub:
+    """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new."""
+    h = Hub(machine, stage, hub_url)
+    start = stage.path / "start.sh"
+    if isinstance(machine, ContainerVM) and start.exists():
+        machine.run("bash start.sh", cwd=stage.vm_dir)
+    h.wait_up()
+    return h
+
+
+# -- people ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Linux account on the machine under test, with the password the tests gave it."""
+
+    name: str
+    password: str
+
+
+def set_password(machine: Machine, name: str) -> Person:
+    password = "hhw-" + secrets.token_urlsafe(12)
+    machine.run(f"chpasswd <<'EOF'\n{name}:{password}\nEOF")
+    return Person(name, password)
+
+
+@pytest.fixture(scope="module")
+def people(machine: Machine) -> dict[str, Person]:
+    """The book's users (those that exist at this stage) with fresh random passwords."""
+    found = {}
+    for name in ("alice", "bob"):
+        if machine.run(f"id {name}", check=False).returncode == 0:
+            found[name] = set_password(machine, name)
+    return found
+
+
+@pytest.fixture
+def outsider(machine: Machine) -> Iterator[Person]:
+    """A real Linux user whom no allow rule names; removed afterwards."""
+    name = "mallory"
+    machine.run(f"id {name} >/dev/null 2>&1 || useradd --create-home {name}")
+    try:
+        yield set_password(machine, name)
+    finally:
+        machine.run(f"userdel --remove {name}", check=False)
+
+
+# -- screenshots ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def screenshot(request: pytest.FixtureRequest) -> Callable[..., Path]:
+    """Take a screenshot for the book: ``screenshot(url, name, login=(user, password))``."""
+    if not browser.CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium (scripts/setup-host.sh installs it)")
+    update = request.config.getoption("--update-screenshots")
+
+    def take(url: str, name: str, **kw) -> Path:
+        return browser.take(url, name, update_book=update, **kw)
+
+    return take
+
+
+# -- failure reports ------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        funcargs = getattr(item, "funcargs", {})
+        hub_obj = funcargs.get("hub")
+        machine_obj = funcargs.get("machine") or (hub_obj.machine if hub_obj else None)
+        if isinstance(hub_obj, Hub):
+            for i, client in enumerate(hub_obj.clients):
+                report.sections.append((f"client {i}: last pages seen", client.report()))
+        if isinstance(machine_obj, Machine):
+            units = (hub_obj.unit,) if isinstance(hub_obj, Hub) else ("jupyterhub",)
+            report.sections.append((f"{machine_obj.name}: units and logs", machine_obj.diagnostics(units)))
+    return report

@@ -1,0 +1,84 @@
+"""Stage images: a VM that finished stage N, saved and keyed by the files of stages 1..N.
+
+``pytest steps/05`` boots the saved stage-05 image instead of redoing stages 01-04.
+The key changes whenever a file of any stage up to N (tests excepted) changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+from .machine import VM_INSTALL_ENV, ContainerVM, docker
+from .stages import REPO, Stage, all_stages, stages_up_to
+
+BASE_IMAGE = "hhw/vm:bookworm"
+STAGE_REPO = "hhw/stage"
+# Bump when the way stages are provisioned (not their files) changes.
+PROVISION_VERSION = "1"
+LOG_DIR = REPO / ".cache" / "logs"
+
+
+def image_id(ref: str) -> str | None:
+    """The image ID of ``ref``, or None when there is no such image."""
+    proc = docker("image", "inspect", "-f", "{{.Id}}", ref, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def stage_key(stage: Stage) -> str:
+    """A short hash of the base image and every stage file up to ``stage``."""
+    base = image_id(BASE_IMAGE)
+    if base is None:
+        raise RuntimeError(f"no base image {BASE_IMAGE}: run scripts/build-base-images.sh (make test does)")
+    h = hashlib.sha256(f"{PROVISION_VERSION}\0{base}\0".encode())
+    for s in stages_up_to(stage):
+        h.update(s.digest().encode())
+    return h.hexdigest()[:16]
+
+
+def stage_tag(stage: Stage) -> str:
+    return f"{STAGE_REPO}:{stage.number:02d}-{stage_key(stage)}"
+
+
+def previous(stage: Stage) -> Stage | None:
+    earlier = [s for s in all_stages() if s.number < stage.number]
+    return earlier[-1] if earlier else None
+
+
+def ensure_stage_image(stage: Stage) -> str:
+    """The tag of an image of a VM that finished ``stage``; built (with its predecessors) if missing."""
+    tag = stage_tag(stage)
+    if image_id(tag):
+        return tag
+    before = previous(stage)
+    parent = ensure_stage_image(before) if before else BASE_IMAGE
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"install-{stage.name}.log"
+    print(f"\n[hhw] building {tag}: {stage.name}/install.sh on {parent} (log: {log})", file=sys.stderr)
+    started = time.monotonic()
+    vm = ContainerVM.boot(parent, purpose=f"build{stage.number:02d}")
+    try:
+        vm.trust_host_ca()
+        vm.copy_in(stage.path, stage.vm_dir)
+        proc = vm.run("bash install.sh", cwd=stage.vm_dir, env=VM_INSTALL_ENV, timeout=1800, check=False)
+        log.write_text(f"$ bash install.sh\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+            raise RuntimeError(f"{stage.name}/install.sh exited {proc.returncode} (full log: {log}):\n{tail}")
+        vm.stop()
+        vm.commit(tag, {"hhw.stage": f"{stage.number:02d}", "hhw.parent": parent})
+    finally:
+        vm.remove()
+    print(f"[hhw] built {tag} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    prune_stage_images(stage, keep=tag)
+    return tag
+
+
+def prune_stage_images(stage: Stage, keep: str) -> None:
+    """Remove older images of the same stage (other keys), so the cache does not grow forever."""
+    out = docker("image", "ls", STAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout
+    for ref in out.split():
+        if ref != keep and ref.split(":", 1)[1].startswith(f"{stage.number:02d}-"):
+            docker("image", "rm", ref, check=False)

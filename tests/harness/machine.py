@@ -1,0 +1,201 @@
+"""Machines the tests act on: a throwaway systemd container ("test VM") or this machine."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .waits import wait_for
+
+# Flags that make a container boot systemd as PID 1 (see field notes):
+# --privileged fails on hosts whose bounding set lacks CAP_SYS_RESOURCE.
+SYSTEMD_FLAGS = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--stop-signal", "SIGRTMIN+3",  # systemd halts cleanly on this signal
+]  # fmt: skip
+
+# Ports of a VM published on this machine's loopback (random host ports).
+VM_PORTS = (80, 443, 8000, 8099)
+
+LABEL = "hhw.test"
+SESSION = uuid.uuid4().hex[:8]
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle this machine trusts; test VMs trust it too (TLS-intercepting networks)."""
+    for candidate in (os.environ.get("SSL_CERT_FILE"), os.environ.get("REQUESTS_CA_BUNDLE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+VM_CA_PATH = "/usr/local/share/hhw/host-ca.pem"
+# Environment for commands that download from package registries inside a VM.
+VM_INSTALL_ENV = {
+    "DEBIAN_FRONTEND": "noninteractive",
+    "PIP_CERT": VM_CA_PATH,
+    "NODE_EXTRA_CA_CERTS": VM_CA_PATH,
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+    """Run the docker client; on failure raise with its stderr."""
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {shlex.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+class CommandFailed(AssertionError):
+    """A command on a machine exited non-zero."""
+
+
+@dataclass
+class Machine:
+    """What the tests need of a machine: run a command as root, reach a port, explain itself."""
+
+    name: str
+
+    def run(self, command: str, *, check: bool = True, timeout: float = 120,
+            env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run ``command`` with bash as root; raise CommandFailed when ``check`` and it fails."""
+        proc = self._exec(command, timeout=timeout, env=env or {}, cwd=cwd)
+        if check and proc.returncode != 0:
+            raise CommandFailed(
+                f"on {self.name}: {command!r} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+            )
+        return proc
+
+    def output(self, command: str, **kw) -> str:
+        """stdout of ``command``, stripped."""
+        return self.run(command, **kw).stdout.strip()
+
+    def url(self, port: int, scheme: str = "http") -> str:
+        """A URL on this machine's loopback that reaches ``port`` of the machine."""
+        raise NotImplementedError
+
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
+        raise NotImplementedError
+
+    def diagnostics(self, units: tuple[str, ...] = ("jupyterhub",)) -> str:
+        """What an operator would look at first: unit status and the end of the journal."""
+        parts = []
+        for unit in units:
+            for cmd in (f"systemctl status {unit} --no-pager --lines=0",
+                        f"journalctl -u {unit} --no-pager --lines=60"):  # fmt: skip
+                try:
+                    proc = self._exec(cmd, timeout=30, env={}, cwd=None)
+                    parts.append(f"$ {cmd}\n{proc.stdout}{proc.stderr}")
+                except Exception as exc:  # noqa: BLE001 - diagnostics must not raise
+                    parts.append(f"$ {cmd}\n(could not run: {exc})")
+        return "\n".join(parts)
+
+
+@dataclass
+class LocalMachine(Machine):
+    """The machine pytest runs on (``--target local``): the reader's own VM, as root."""
+
+    name: str = "local"
+    host: str = "127.0.0.1"
+
+    def url(self, port: int, scheme: str = "http") -> str:
+        return f"{scheme}://{self.host}:{port}"
+
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
+        return subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **env}, cwd=cwd)  # fmt: skip
+
+
+@dataclass
+class ContainerVM(Machine):
+    """A throwaway Debian machine: a container with systemd as PID 1."""
+
+    image: str = ""
+    ports: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def boot(cls, image: str, *, purpose: str = "test", volumes: dict[str, str] | None = None) -> ContainerVM:
+        """Start a VM from ``image`` and wait until systemd says the system is up."""
+        name = f"hhw-{purpose}-{SESSION}-{uuid.uuid4().hex[:6]}"
+        args = ["run", "-d", "--name", name, "--hostname", "hub", "--label", f"{LABEL}={SESSION}", *SYSTEMD_FLAGS]
+        for port in VM_PORTS:
+            args += ["-p", f"127.0.0.1::{port}"]
+        for source, target in (volumes or {}).items():
+            args += ["-v", f"{source}:{target}"]
+        docker(*args, image)
+        vm = cls(name=name, image=image)
+        vm.wait_booted()
+        return vm
+
+    def wait_booted(self, timeout: float = 90) -> None:
+        """Wait until ``systemctl is-system-running`` settles (running or degraded) and read the ports."""
+
+        def settled() -> str | None:
+            state = self._exec("systemctl is-system-running", timeout=10, env={}, cwd=None).stdout.strip()
+            return state if state in ("running", "degraded") else None
+
+        wait_for(f"systemd to finish booting in {self.name}", settled, timeout=timeout)
+        self.ports = {}
+        for port in VM_PORTS:
+            out = docker("port", self.name, f"{port}/tcp").stdout.split()
+            self.ports[port] = int(out[0].rsplit(":", 1)[1])
+
+    def url(self, port: int, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.ports[port]}"
+
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
+        args = ["exec", "-i"]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        if cwd:
+            args += ["-w", cwd]
+        return docker(*args, self.name, "bash", "-c", command, check=False, timeout=timeout)
+
+    def copy_in(self, source: Path, target: str, *, exclude_tests: bool = True) -> None:
+        """Copy a directory into the VM (as a reader copies a step directory onto a VM)."""
+        self.run(f"mkdir -p {shlex.quote(target)}")
+        excludes = ["--exclude=__pycache__", "--exclude=.pytest_cache"]
+        tar = subprocess.Popen(["tar", "-C", str(source), *excludes, "-c", "."], stdout=subprocess.PIPE)
+        docker("exec", "-i", self.name, "tar", "-C", target, "-x", stdin=tar.stdout)
+        tar.wait()
+
+    def trust_host_ca(self) -> None:
+        """Let pip and npm in the VM trust what this machine trusts."""
+        bundle = host_ca_bundle()
+        if bundle:
+            self.run(f"mkdir -p {Path(VM_CA_PATH).parent}")
+            docker("cp", "-L", str(bundle), f"{self.name}:{VM_CA_PATH}")
+
+    def reboot(self) -> None:
+        """Stop the container (systemd shuts down) and start it again (systemd boots)."""
+        docker("restart", "-t", "30", self.name, timeout=120)
+        self.wait_booted()
+
+    def stop(self) -> None:
+        docker("stop", "-t", "30", self.name, timeout=120)
+
+    def commit(self, tag: str, labels: dict[str, str]) -> None:
+        changes = []
+        for key, value in labels.items():
+            changes += ["-c", f"LABEL {key}={value}"]
+        docker("commit", *changes, self.name, tag, timeout=600)
+
+    def remove(self) -> None:
+        docker("rm", "-f", "-v", self.name, check=False, timeout=120)
+
+
+def remove_session_containers() -> None:
+    """Remove every container this test session started (also after a crash mid-test)."""
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False, timeout=300)
