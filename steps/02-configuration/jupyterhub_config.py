@@ -1,0 +1,29 @@
+# Stage 02: admins, allowed users, secrets in files, state in one directory.
+# Every option here is in the reference file that `jupyterhub --generate-config` writes.
+from pathlib import Path
+
+c = get_config()  # noqa: F821  (JupyterHub provides get_config)
+
+# The public address: the proxy listens here, on every interface.
+c.JupyterHub.bind_url = "http://:8000"
+
+# Log in with the machine's own accounts (PAM) ...
+c.JupyterHub.authenticator_class = "pam"
+# ... and run each user's server as a process owned by that user.
+c.JupyterHub.spawner_class = "localprocess"
+
+# Who may log in, and who administers the hub (admins may log in too).
+c.Authenticator.allowed_users = {"alice", "bob"}
+c.Authenticator.admin_users = {"alice"}
+
+# State: the database and the proxy's pid file, in a directory only root can read.
+c.JupyterHub.db_url = "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"
+c.ConfigurableHTTPProxy.pid_file = "/var/lib/jupyterhub/jupyterhub-proxy.pid"
+
+# Secrets: in files of mode 0600 that install.sh made, never in this file.
+secrets = Path("/etc/jupyterhub/secrets")
+c.JupyterHub.cookie_secret_file = str(secrets / "cookie_secret")
+c.ConfigurableHTTPProxy.auth_token = (secrets / "proxy_auth_token").read_text().strip()
+
+# Open JupyterLab after login.
+c.Spawner.default_url = "/lab"
