@@ -23,8 +23,8 @@ def test_right_password_logs_in_and_spawns(hub, people):
     assert "started" in status.json()
     print(f"spawn took {client.spawn_seconds:.1f} s")
     # The server runs as alice, not as root.
-    owner = hub.machine.output("ps -o user= -C jupyterhub-singleuser | sort -u; pgrep -u alice -f jupyterhub-singleuser >/dev/null && echo alice-owns-it")
-    assert "alice-owns-it" in owner
+    owners = hub.machine.output("ps -eo user=,args= | awk '/[j]upyterhub-singleuser/ {print $1}' | sort -u").split()
+    assert owners == ["alice"]
 
 
 def test_wrong_password_gets_403_and_no_server(hub, people):
@@ -43,3 +43,20 @@ def test_real_user_not_allowed_is_refused(hub, outsider):
     assert client.login_error(r) == "Invalid username or password"
     assert NOT_ALLOWED_LOG in hub.journal()
     assert hub.machine.run(f"pgrep -u {outsider.name}", check=False).returncode != 0, "a process runs as mallory"
+
+
+def test_without_an_allow_rule_nobody_logs_in(hub, people):
+    """JupyterHub 5+: remove the allow rule and even alice, with the right password, is refused."""
+    config = "/etc/jupyterhub/jupyterhub_config.py"
+    hub.machine.run(f"cp {config} {config}.saved && sed -i '/allowed_users/d' {config}")
+    try:
+        hub.restart()
+        client = hub.client()
+        r = client.login("alice", people["alice"].password)
+        assert r.status_code == 403
+        assert client.login_error(r) == "Invalid username or password"
+        assert "No allow config found, it's possible that nobody can login to your Hub!" in hub.journal()
+    finally:
+        hub.machine.run(f"mv {config}.saved {config}")
+        hub.restart()
+    assert hub.client().login("alice", people["alice"].password).status_code == 302

@@ -31,10 +31,11 @@ def take(url: str, name: str, *, login: tuple[str, str] | None = None, wait_for:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page = browser.new_page(viewport={"width": 1100, "height": 560})
             if login:
-                base = url.split("/hub/", 1)[0].split("/user/", 1)[0]
-                page.goto(f"{base}/hub/login")
+                # Log in with ?next= the page itself, so logging in does not start a server.
+                base, _, rest = url.partition("/hub/")
+                page.goto(f"{base}/hub/login?next=/hub/{rest}")
                 page.fill("#username_input", login[0])
                 page.fill("#password_input", login[1])
                 page.click("#login_submit")

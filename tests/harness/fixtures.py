@@ -13,7 +13,7 @@ import pytest
 
 from . import browser
 from .hubclient import HubClient
-from .images import ensure_stage_image
+from .images import boot_stage, ensure_stage_image
 from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers
 from .stages import Stage, stage_of
 from .waits import wait_for
@@ -48,9 +48,9 @@ def machine(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Machine]:
     if request.config.getoption("--target") == "local":
         yield LocalMachine()
         return
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "info"], check=False, capture_output=True).returncode != 0:
         pytest.fail("no Docker Engine answers 'docker info': run scripts/setup-host.sh (make test does)")
-    vm = ContainerVM.boot(ensure_stage_image(stage), purpose=f"stage{stage.number:02d}")
+    vm = boot_stage(ensure_stage_image(stage), purpose=f"stage{stage.number:02d}")
     try:
         yield vm
     finally:

@@ -126,6 +126,7 @@ class HubClient:
         """The last responses this client saw, for a failure report."""
         lines = []
         for r in self.history:
-            body = r.text[:1500] if "html" in r.headers.get("content-type", "") or r.status_code >= 400 else r.text[:500]
+            wide = "html" in r.headers.get("content-type", "") or r.status_code >= 400
+            body = r.text[:1500] if wide else r.text[:500]
             lines.append(f"{r.request.method} {r.url} -> {r.status_code}\n{body}")
         return "\n\n".join(lines) or "(no requests)"

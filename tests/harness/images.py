@@ -7,11 +7,11 @@ The key changes whenever a file of any stage up to N (tests excepted) changes.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import sys
 import time
-from pathlib import Path
 
-from .machine import VM_INSTALL_ENV, ContainerVM, docker
+from .machine import VM_INSTALL_ENV, ContainerVM, create_volume, docker, volume_is_empty
 from .stages import REPO, Stage, all_stages, stages_up_to
 
 BASE_IMAGE = "hhw/vm:bookworm"
@@ -25,6 +25,18 @@ def image_id(ref: str) -> str | None:
     """The image ID of ``ref``, or None when there is no such image."""
     proc = docker("image", "inspect", "-f", "{{.Id}}", ref, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def docker_data_of(image: str) -> str | None:
+    """The cached /var/lib/docker volume that belongs with a stage image, if it has one."""
+    proc = docker("image", "inspect", "-f", '{{index .Config.Labels "hhw.docker-data"}}', image, check=False)
+    volume = proc.stdout.strip()
+    return volume if proc.returncode == 0 and volume and volume != "<no value>" else None
+
+
+def boot_stage(image: str, purpose: str) -> ContainerVM:
+    """Boot a VM from a stage image, with a fresh copy of that stage's Docker data."""
+    return ContainerVM.boot(image, purpose=purpose, docker_data=docker_data_of(image))
 
 
 def stage_key(stage: Stage) -> str:
@@ -58,17 +70,27 @@ def ensure_stage_image(stage: Stage) -> str:
     log = LOG_DIR / f"install-{stage.name}.log"
     print(f"\n[hhw] building {tag}: {stage.name}/install.sh on {parent} (log: {log})", file=sys.stderr)
     started = time.monotonic()
-    vm = ContainerVM.boot(parent, purpose=f"build{stage.number:02d}")
+    vm = boot_stage(parent, purpose=f"build{stage.number:02d}")
     try:
         vm.trust_host_ca()
+        provide_images(vm)
         vm.copy_in(stage.path, stage.vm_dir)
         proc = vm.run("bash install.sh", cwd=stage.vm_dir, env=VM_INSTALL_ENV, timeout=1800, check=False)
         log.write_text(f"$ bash install.sh\n{proc.stdout}\n--- stderr\n{proc.stderr}")
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
             raise RuntimeError(f"{stage.name}/install.sh exited {proc.returncode} (full log: {log}):\n{tail}")
+        vm.run(f"rm -rf {PRELOAD_DIR} {PRELOAD_DROPIN}")
         vm.stop()
-        vm.commit(tag, {"hhw.stage": f"{stage.number:02d}", "hhw.parent": parent})
+        labels = {"hhw.stage": f"{stage.number:02d}", "hhw.parent": parent}
+        data = vm.volumes[0]
+        if not volume_is_empty(data):
+            # Keep the VM's Docker data (images built by install.sh) beside the image.
+            kept = f"hhw-stage-{stage.number:02d}-{tag.rsplit('-', 1)[1]}-docker"
+            docker("volume", "rm", "-f", kept, check=False)
+            create_volume(kept, copy_of=data, keep=True)
+            labels["hhw.docker-data"] = kept
+        vm.commit(tag, labels)
     finally:
         vm.remove()
     print(f"[hhw] built {tag} in {time.monotonic() - started:.0f} s", file=sys.stderr)
@@ -81,4 +103,31 @@ def prune_stage_images(stage: Stage, keep: str) -> None:
     out = docker("image", "ls", STAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout
     for ref in out.split():
         if ref != keep and ref.split(":", 1)[1].startswith(f"{stage.number:02d}-"):
+            data = docker_data_of(ref)
             docker("image", "rm", ref, check=False)
+            if data:
+                docker("volume", "rm", "-f", data, check=False)
+
+
+# Images a reader's Docker would pull from a registry; the tests have none, so the
+# harness hands them to the VM's Docker when it starts (a drop-in), standing in for `docker pull`.
+PULLED_IMAGES = ("debian:bookworm-slim",)
+PRELOAD_DIR = "/var/cache/hhw-images"
+PRELOAD_DROPIN = "/etc/systemd/system/docker.service.d/hhw-preload.conf"
+
+
+def provide_images(vm: ContainerVM) -> None:
+    """Make PULLED_IMAGES appear in the VM's Docker as soon as it starts (installed now or later)."""
+    vm.run(f"mkdir -p {PRELOAD_DIR} {PRELOAD_DROPIN.rsplit('/', 1)[0]}")
+    for ref in PULLED_IMAGES:
+        if not image_id(ref):
+            raise RuntimeError(f"no image {ref} on this machine: run scripts/build-base-images.sh")
+        tar = f"{PRELOAD_DIR}/{ref.replace(':', '_').replace('/', '_')}.tar"
+        save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+        docker("exec", "-i", vm.name, "sh", "-c", f"cat > {tar}", stdin=save.stdout, timeout=600)
+        save.wait()
+    vm.run(
+        f"cat > {PRELOAD_DROPIN} <<'EOF'\n[Service]\n"
+        f"ExecStartPost=-/bin/sh -c 'for t in {PRELOAD_DIR}/*.tar; do docker load -i \"$t\"; done'\nEOF\n"
+        "systemctl daemon-reload"
+    )

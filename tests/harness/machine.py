@@ -25,6 +25,7 @@ SYSTEMD_FLAGS = [
 VM_PORTS = (80, 443, 8000, 8099)
 
 LABEL = "hhw.test"
+HELPER_IMAGE = "hhw/vm:bookworm"  # any image with coreutils; this one always exists
 SESSION = uuid.uuid4().hex[:8]
 
 
@@ -49,7 +50,7 @@ VM_INSTALL_ENV = {
 
 def docker(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     """Run the docker client; on failure raise with its stderr."""
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, **kw)
+    proc = subprocess.run(["docker", *args], check=False, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
         raise RuntimeError(f"docker {shlex.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -96,7 +97,7 @@ class Machine:
                 try:
                     proc = self._exec(cmd, timeout=30, env={}, cwd=None)
                     parts.append(f"$ {cmd}\n{proc.stdout}{proc.stderr}")
-                except Exception as exc:  # noqa: BLE001 - diagnostics must not raise
+                except Exception as exc:
                     parts.append(f"$ {cmd}\n(could not run: {exc})")
         return "\n".join(parts)
 
@@ -112,7 +113,7 @@ class LocalMachine(Machine):
         return f"{scheme}://{self.host}:{port}"
 
     def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
-        return subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+        return subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **env}, cwd=cwd)  # fmt: skip
 
 
@@ -122,19 +123,29 @@ class ContainerVM(Machine):
 
     image: str = ""
     ports: dict[int, int] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)  # named volumes removed with the VM
 
     @classmethod
-    def boot(cls, image: str, *, purpose: str = "test", volumes: dict[str, str] | None = None) -> ContainerVM:
-        """Start a VM from ``image`` and wait until systemd says the system is up."""
+    def boot(cls, image: str, *, purpose: str = "test", docker_data: str | None = None) -> ContainerVM:
+        """Start a VM from ``image`` and wait until systemd says the system is up.
+
+        The VM's /var/lib/docker is a fresh named volume (Docker inside needs a real
+        filesystem for overlay2), filled with a copy of ``docker_data`` when given.
+        """
         name = f"hhw-{purpose}-{SESSION}-{uuid.uuid4().hex[:6]}"
+        volume = f"{name}-docker"
+        create_volume(volume, copy_of=docker_data)
         args = ["run", "-d", "--name", name, "--hostname", "hub", "--label", f"{LABEL}={SESSION}", *SYSTEMD_FLAGS]
         for port in VM_PORTS:
             args += ["-p", f"127.0.0.1::{port}"]
-        for source, target in (volumes or {}).items():
-            args += ["-v", f"{source}:{target}"]
-        docker(*args, image)
-        vm = cls(name=name, image=image)
-        vm.wait_booted()
+        args += ["-v", f"{volume}:/var/lib/docker"]
+        vm = cls(name=name, image=image, volumes=[volume])
+        try:
+            docker(*args, image)
+            vm.wait_booted()
+        except BaseException:
+            vm.remove()
+            raise
         return vm
 
     def wait_booted(self, timeout: float = 90) -> None:
@@ -192,6 +203,26 @@ class ContainerVM(Machine):
 
     def remove(self) -> None:
         docker("rm", "-f", "-v", self.name, check=False, timeout=120)
+        if self.volumes:
+            docker("volume", "rm", "-f", *self.volumes, check=False, timeout=120)
+
+
+def volume_is_empty(volume: str) -> bool:
+    """True when the named volume holds no files."""
+    out = docker("run", "--rm", "-v", f"{volume}:/v:ro", HELPER_IMAGE, "ls", "-A", "/v").stdout
+    return not out.strip()
+
+
+def create_volume(volume: str, copy_of: str | None = None, *, keep: bool = False) -> None:
+    """Create a named volume, as a copy of another one when ``copy_of`` is given.
+
+    The copy keeps device files and trusted.* attributes (overlay2's whiteouts), hence SYS_ADMIN.
+    A ``keep`` volume outlives the session (no session label: the end-of-session sweep spares it).
+    """
+    docker("volume", "create", *([] if keep else ["--label", f"{LABEL}={SESSION}"]), volume)
+    if copy_of:
+        docker("run", "--rm", "--cap-add", "SYS_ADMIN", "-v", f"{copy_of}:/from:ro", "-v", f"{volume}:/to",
+               HELPER_IMAGE, "cp", "-a", "/from/.", "/to/", timeout=900)  # fmt: skip
 
 
 def remove_session_containers() -> None:
@@ -199,3 +230,6 @@ def remove_session_containers() -> None:
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
     if ids:
         docker("rm", "-f", "-v", *ids, check=False, timeout=300)
+    volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
+    if volumes:
+        docker("volume", "rm", "-f", *volumes, check=False, timeout=300)

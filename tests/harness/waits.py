@@ -26,7 +26,7 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60, inte
             if result:
                 return result
             last = result
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"gave up after {timeout:.0f} s waiting for {what}; last seen: {last!r}")

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every test (all stages, the repo-level tests, the book build) and fail loudly
+# when pytest collected nothing: its exit code 5 must never pass as green.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+.venv/bin/pytest "$@"
+rc=$?
+echo "[run-tests] pytest exited $rc after $(( $(date +%s) - started )) s"
+if [ "$rc" -eq 5 ]; then
+    echo "[run-tests] pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+exit "$rc"

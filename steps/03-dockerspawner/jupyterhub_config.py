@@ -1,0 +1,57 @@
+# Stage 03: each user's server runs in a Docker container of an image they choose.
+# Every option here is in the reference file that `jupyterhub --generate-config` writes.
+from pathlib import Path
+
+import netifaces
+
+c = get_config()  # noqa: F821  (JupyterHub provides get_config)
+
+# The public address: the proxy listens here, on every interface.
+c.JupyterHub.bind_url = "http://:8000"
+
+# Log in with the machine's own accounts (PAM) ...
+c.JupyterHub.authenticator_class = "pam"
+# ... and run each user's server in a Docker container.
+c.JupyterHub.spawner_class = "docker"
+
+# The hub's own API must be reachable from inside the containers. The default,
+# 127.0.0.1, is the container's own loopback there, not this machine's: listen
+# on the address this machine has on Docker's bridge (docker0) instead.
+docker0 = netifaces.ifaddresses("docker0")[netifaces.AF_INET][0]["addr"]
+c.JupyterHub.hub_ip = docker0
+
+# Who may log in, and who administers the hub (admins may log in too).
+c.Authenticator.allowed_users = {"alice", "bob"}
+c.Authenticator.admin_users = {"alice"}
+
+# State: the database and the proxy's pid file, in a directory only root can read.
+c.JupyterHub.db_url = "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"
+c.ConfigurableHTTPProxy.pid_file = "/var/lib/jupyterhub/jupyterhub-proxy.pid"
+
+# Secrets: in files of mode 0600 that install.sh made, never in this file.
+secrets = Path("/etc/jupyterhub/secrets")
+c.JupyterHub.cookie_secret_file = str(secrets / "cookie_secret")
+c.ConfigurableHTTPProxy.auth_token = (secrets / "proxy_auth_token").read_text().strip()
+
+# The images users choose from (the form shows the names on the left),
+# built on this machine by install.sh. The first one is the default.
+c.DockerSpawner.allowed_images = {
+    "JupyterLab": "local/lab:1",
+    "JupyterLab with NumPy, pandas and Matplotlib": "local/scipy:1",
+}
+c.DockerSpawner.image = "local/lab:1"
+# Never pull: a typo must fail, not fetch a stranger's image of that name.
+c.DockerSpawner.pull_policy = "never"
+
+# Each user's files live in a named volume (jupyterhub-user-NAME), mounted as
+# the work directory: containers come and go, the volume stays.
+c.DockerSpawner.notebook_dir = "/home/jovyan/work"
+c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+# Remove a user's container when the server stops (the next start makes a new one).
+c.DockerSpawner.remove = True
+
+# A hub restart leaves users' containers running; the hub finds them again.
+c.JupyterHub.cleanup_servers = False
+
+# Open JupyterLab after login.
+c.Spawner.default_url = "/lab"

@@ -1,0 +1,33 @@
+"""What the book's chapters include: parsed from their MyST source."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.harness.stages import REPO
+
+BOOK = REPO / "book"
+INCLUDE = re.compile(r"^```\{literalinclude\}\s+(\S+)", re.M)
+DIFF = re.compile(r"^:diff:\s+(\S+)", re.M)
+IMAGE = re.compile(r"^```\{image\}\s+(\S+)|!\[[^\]]*\]\(([^)\s]+)\)", re.M)
+
+
+def chapter_of(stage_number: int) -> Path:
+    """book/NN-*.md for stage NN."""
+    found = sorted(BOOK.glob(f"{stage_number:02d}-*.md"))
+    assert len(found) == 1, f"expected one chapter book/{stage_number:02d}-*.md, found {found}"
+    return found[0]
+
+
+def included(page: Path) -> set[Path]:
+    """Files a page shows with literalinclude (not the :diff: bases)."""
+    return {(page.parent / p).resolve() for p in INCLUDE.findall(page.read_text())}
+
+
+def referenced(page: Path) -> set[Path]:
+    """Every file a page points at: includes, diff bases, images."""
+    text = page.read_text()
+    paths = set(INCLUDE.findall(text)) | set(DIFF.findall(text))
+    paths |= {a or b for a, b in IMAGE.findall(text) if not (a or b).startswith("http")}
+    return {(page.parent / p).resolve() for p in paths}

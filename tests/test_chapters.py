@@ -1,0 +1,36 @@
+"""Every file a reader copies is shown in its chapter, and every include resolves."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.book_pages import BOOK, chapter_of, included, referenced
+from tests.harness.stages import REPO, all_stages
+
+
+@pytest.mark.parametrize("stage", all_stages(), ids=lambda s: s.name)
+def test_every_step_file_is_included_by_its_chapter(stage):
+    shown = included(chapter_of(stage.number))
+    missing = [p.relative_to(REPO).as_posix() for p in stage.files() if p.resolve() not in shown]
+    assert not missing, f"{chapter_of(stage.number).name} does not include: {missing}"
+
+
+@pytest.mark.parametrize("page", sorted(BOOK.glob("*.md")), ids=lambda p: p.name)
+def test_every_path_a_page_references_exists(page):
+    missing = [p.as_posix() for p in referenced(page) if not p.exists()]
+    assert not missing, f"{page.name} points at files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("stage", all_stages(), ids=lambda s: s.name)
+def test_install_sections_are_balanced(stage):
+    """Each `# [start:NAME]` in a step script has its `# [end:NAME]`, and the chapter uses each."""
+    chapter = chapter_of(stage.number).read_text()
+    for script in stage.path.glob("*.sh"):
+        text = script.read_text()
+        starts = text.count("# [start:")
+        assert starts == text.count("# [end:"), f"{script.name}: unbalanced sections"
+        for line in text.splitlines():
+            if line.startswith("# [start:"):
+                name = line.removeprefix("# [start:").rstrip("]")
+                assert f"# [end:{name}]" in text, f"{script.name}: no end for {name}"
+                assert f'"{line}"' in chapter, f"{chapter_of(stage.number).name} never shows {script.name} {name}"
