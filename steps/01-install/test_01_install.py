@@ -60,3 +60,11 @@ def test_without_an_allow_rule_nobody_logs_in(hub, people):
         hub.machine.run(f"mv {config}.saved {config}")
         hub.restart()
     assert hub.client().login("alice", people["alice"].password).status_code == 302
+
+
+def test_starting_twice_names_the_running_unit(hub):
+    """start.sh while the hub runs: systemd-run refuses, and says why."""
+    proc = hub.start(check=False)
+    assert proc.returncode != 0
+    assert "Unit jupyterhub.service was already loaded or has a fragment file." in proc.stderr
+    hub.wait_up()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.harness.stages import STEPS
+from tests.harness.waits import wait_for
 
 SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/proxy_auth_token")
 
@@ -75,3 +76,20 @@ def test_reference_config_was_generated(hub):
     reference = hub.machine.output("cat /etc/jupyterhub/jupyterhub_config.reference.py")
     assert "# c.Authenticator.admin_users = set()" in reference
     assert "# c.JupyterHub.cookie_secret_file = 'jupyterhub_cookie_secret'" in reference
+
+
+def test_hub_refuses_a_cookie_secret_others_can_read(hub):
+    """chmod 0644 on the cookie secret: the hub will not start, and says why."""
+    secret = SECRETS[0]
+    hub.machine.run(f"chmod 0644 {secret}")
+    try:
+        hub.start()
+        wait_for("the hub to exit", lambda: hub.machine.run("systemctl is-active jupyterhub", check=False).returncode)
+        assert (
+            "Refusing to run JupyterHub with invalid cookie_secret_file. "
+            f"{secret} error was: cookie_secret_file can be read or written by anybody"
+        ) in hub.journal()
+    finally:
+        hub.machine.run(f"chmod 0600 {secret}")
+    hub.start()
+    hub.wait_up()

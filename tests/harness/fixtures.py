@@ -84,6 +84,11 @@ class Hub:
 
         wait_for(f"the hub's login page at {self.url}/hub/login", login_page, timeout=timeout)
 
+    def start(self, check: bool = True):
+        """Run the stage's start.sh as the chapter does (from the step directory)."""
+        cwd = self.stage.vm_dir if isinstance(self.machine, ContainerVM) else str(self.stage.path)
+        return self.machine.run("bash start.sh", cwd=cwd, check=check)
+
     def restart(self) -> None:
         """``systemctl restart`` the hub and wait until it answers again."""
         self.machine.run(f"systemctl restart {self.unit}")
@@ -103,9 +108,8 @@ def hub_url(machine: Machine) -> str:
 def hub(machine: Machine, stage: Stage, hub_url: str) -> Hub:
     """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new."""
     h = Hub(machine, stage, hub_url)
-    start = stage.path / "start.sh"
-    if isinstance(machine, ContainerVM) and start.exists():
-        machine.run("bash start.sh", cwd=stage.vm_dir)
+    if isinstance(machine, ContainerVM) and (stage.path / "start.sh").exists():
+        h.start()
     h.wait_up()
     return h
 
