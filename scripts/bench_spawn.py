@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Benchmark: how long a user's server takes to start, per stage.
+
+Boots a test VM of the stage (as the tests do), logs in as alice, then starts and
+stops her server N times, timing each start from the spawn request to the first
+page her server answers through the proxy. Writes .cache/results/spawn-NN.json and
+prints a one-line summary. Traffic goes only to the test VM's ports on loopback.
+
+    .venv/bin/python scripts/bench_spawn.py --stage 01 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.harness.fixtures import Hub, set_password
+from tests.harness.images import boot_stage, ensure_stage_image
+from tests.harness.stages import REPO, all_stages
+from tests.harness.waits import wait_for
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="01", help="stage number, e.g. 01 or 3")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    stage = next(s for s in all_stages() if s.number == int(args.stage))
+    vm = boot_stage(ensure_stage_image(stage), purpose=f"bench{stage.number:02d}")
+    try:
+        hub = Hub(vm, stage, vm.url(8000))
+        if (stage.path / "start.sh").exists():
+            hub.start()
+        hub.wait_up()
+        alice = set_password(vm, "alice")
+        client = hub.client()
+        assert client.login(alice.name, alice.password).status_code == 302
+        token = client.create_token(alice.name, note="benchmark")
+        seconds = []
+        for _ in range(args.runs):
+            client.start_server(alice.name, timeout=300)
+            seconds.append(round(client.spawn_seconds or 0.0, 2))
+            client.api("DELETE", f"/users/{alice.name}/server", token).raise_for_status()
+            wait_for(
+                "alice's server to stop",
+                lambda: client.api("GET", f"/users/{alice.name}", token).json().get("server") is None,
+                timeout=120,
+            )
+    finally:
+        vm.remove()
+    result = {
+        "stage": stage.name,
+        "runs": len(seconds),
+        "seconds": seconds,
+        "p50": statistics.median(seconds),
+        "max": max(seconds),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = REPO / ".cache" / "results" / f"spawn-{stage.number:02d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{stage.name}: spawn p50 {result['p50']:.2f} s, max {result['max']:.2f} s over {len(seconds)} runs -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
