@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
-from tests.harness.stages import STEPS
+from tests.harness.stages import REPO, STEPS
 from tests.harness.waits import wait_for
 
 SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/proxy_auth_token")
@@ -93,3 +96,20 @@ def test_hub_refuses_a_cookie_secret_others_can_read(hub):
         hub.machine.run(f"chmod 0600 {secret}")
     hub.start()
     hub.wait_up()
+
+
+def test_check_your_hub_notebook_runs(hub, people):
+    """The book's "check your hub" notebook runs clean (nbval) against this hub with alice's token."""
+    alice = people["alice"]
+    client = hub.client()
+    assert client.login(alice.name, alice.password).status_code == 302
+    token = client.create_token(alice.name)
+    env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": token}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(key, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "book/check-your-hub.ipynb"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert " passed" in proc.stdout
