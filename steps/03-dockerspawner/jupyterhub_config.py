@@ -2,7 +2,9 @@
 # Every option here is in the reference file that `jupyterhub --generate-config` writes.
 from pathlib import Path
 
+import docker
 import netifaces
+from tornado import web
 
 c = get_config()  # noqa: F821  (JupyterHub provides get_config)
 
@@ -42,6 +44,25 @@ c.DockerSpawner.allowed_images = {
 c.DockerSpawner.image = "local/lab:1"
 # Never pull: a typo must fail, not fetch a stranger's image of that name.
 c.DockerSpawner.pull_policy = "never"
+
+
+# Say on the spawn page when a chosen image was never built. Without this hook
+# the user reads only "Unhandled error starting server" (the reason is in the log).
+def image_must_exist(spawner):
+    choice = spawner.user_options.get("image")
+    image = spawner.allowed_images.get(choice, spawner.image) if choice else spawner.image
+    client = docker.from_env()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise web.HTTPError(
+            500, f"The image {image} is not on this machine: build it, or take it off allowed_images."
+        ) from None
+    finally:
+        client.close()
+
+
+c.DockerSpawner.pre_spawn_hook = image_must_exist
 
 # Each user's files live in a named volume (jupyterhub-user-NAME), mounted as
 # the work directory: containers come and go, the volume stays.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from .stages import REPO
 
@@ -33,9 +34,10 @@ def take(url: str, name: str, *, login: tuple[str, str] | None = None, wait_for:
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 560})
             if login:
-                # Log in with ?next= the page itself, so logging in does not start a server.
-                base, _, rest = url.partition("/hub/")
-                page.goto(f"{base}/hub/login?next=/hub/{rest}")
+                # Log in with ?next= the page itself, so logging in does not start a server
+                # (a /user/NAME/ page works too: the hub sends the browser on to it).
+                parts = urlsplit(url)
+                page.goto(f"{parts.scheme}://{parts.netloc}/hub/login?next={quote(parts.path)}")
                 page.fill("#username_input", login[0])
                 page.fill("#password_input", login[1])
                 page.click("#login_submit")
