@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import pytest
 from . import browser
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
-from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers
+from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
 from .stages import Stage, stage_of
 from .waits import wait_for
 
@@ -26,6 +27,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "local: this machine, as root (your own VM, built by the book)")  # fmt: skip
     group.addoption("--keep-vm", action="store_true", help="leave test VMs running, for a look inside")
     group.addoption("--update-screenshots", action="store_true", help="overwrite the book's screenshots")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped with SIGTERM (CI time-out, kill) still removes its VMs.
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    if shutil.which("docker") and not hasattr(config, "workerinput"):
+        remove_stale_containers()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

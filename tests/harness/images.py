@@ -80,7 +80,8 @@ def ensure_stage_image(stage: Stage) -> str:
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
             raise RuntimeError(f"{stage.name}/install.sh exited {proc.returncode} (full log: {log}):\n{tail}")
-        vm.run(f"rm -rf {PRELOAD_DIR} {PRELOAD_DROPIN}")
+        # Leave no download caches in the saved image (they only make it bigger).
+        vm.run(f"rm -rf {PRELOAD_DIR} {PRELOAD_DROPIN} /root/.cache/pip /root/.npm /var/cache/apt/archives/*.deb")
         vm.stop()
         labels = {"hhw.stage": f"{stage.number:02d}", "hhw.parent": parent}
         data = vm.volumes[0]

@@ -25,6 +25,7 @@ SYSTEMD_FLAGS = [
 VM_PORTS = (80, 443, 8000, 8099)
 
 LABEL = "hhw.test"
+OWNER_LABEL = "hhw.owner-pid"  # the pytest process that started it, for stale clean-up
 HELPER_IMAGE = "hhw/vm:bookworm"  # any image with coreutils; this one always exists
 SESSION = uuid.uuid4().hex[:8]
 
@@ -135,7 +136,8 @@ class ContainerVM(Machine):
         name = f"hhw-{purpose}-{SESSION}-{uuid.uuid4().hex[:6]}"
         volume = f"{name}-docker"
         create_volume(volume, copy_of=docker_data)
-        args = ["run", "-d", "--name", name, "--hostname", "hub", "--label", f"{LABEL}={SESSION}", *SYSTEMD_FLAGS]
+        args = ["run", "-d", "--name", name, "--hostname", "hub", *SYSTEMD_FLAGS,
+                "--label", f"{LABEL}={SESSION}", "--label", f"{OWNER_LABEL}={os.getpid()}"]  # fmt: skip
         for port in VM_PORTS:
             args += ["-p", f"127.0.0.1::{port}"]
         args += ["-v", f"{volume}:/var/lib/docker"]
@@ -233,3 +235,19 @@ def remove_session_containers() -> None:
     volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
     if volumes:
         docker("volume", "rm", "-f", *volumes, check=False, timeout=300)
+
+
+def remove_stale_containers() -> None:
+    """Remove test VMs and volumes left by test runs whose process is gone (killed, crashed)."""
+    owner = '{{.Label "' + OWNER_LABEL + '"}}'
+    for kind, ls, name in (("container", ["ps", "-a"], "{{.Names}}"), ("volume", ["volume", "ls"], "{{.Name}}")):
+        out = docker(*ls, "--filter", f"label={LABEL}", "--format", f"{name} {owner}", check=False).stdout
+        stale = []
+        for line in out.splitlines():
+            found, _, pid = line.partition(" ")
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                stale.append(found)
+        if stale and kind == "container":
+            docker("rm", "-f", "-v", *stale, check=False, timeout=300)
+        elif stale:
+            docker("volume", "rm", "-f", *stale, check=False, timeout=300)
