@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import signal
@@ -35,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    if config.getoption("--keep-vm"):
+        os.environ["HHW_KEEP_VM"] = "1"  # kept VMs outlive this run and the next one's clean-up
     if shutil.which("docker") and not hasattr(config, "workerinput"):
         remove_stale_containers()
 

@@ -30,6 +30,11 @@ HELPER_IMAGE = "hhw/vm:bookworm"  # any image with coreutils; this one always ex
 SESSION = uuid.uuid4().hex[:8]
 
 
+def owner() -> str:
+    """Who owns a new VM: this process (removed once it is gone), or nobody with HHW_KEEP_VM=1."""
+    return "kept" if os.environ.get("HHW_KEEP_VM") == "1" else str(os.getpid())
+
+
 def host_ca_bundle() -> Path | None:
     """The CA bundle this machine trusts; test VMs trust it too (TLS-intercepting networks)."""
     for candidate in (os.environ.get("SSL_CERT_FILE"), os.environ.get("REQUESTS_CA_BUNDLE"),
@@ -137,7 +142,7 @@ class ContainerVM(Machine):
         volume = f"{name}-docker"
         create_volume(volume, copy_of=docker_data)
         args = ["run", "-d", "--name", name, "--hostname", "hub", *SYSTEMD_FLAGS,
-                "--label", f"{LABEL}={SESSION}", "--label", f"{OWNER_LABEL}={os.getpid()}"]  # fmt: skip
+                "--label", f"{LABEL}={SESSION}", "--label", f"{OWNER_LABEL}={owner()}"]  # fmt: skip
         for port in VM_PORTS:
             args += ["-p", f"127.0.0.1::{port}"]
         args += ["-v", f"{volume}:/var/lib/docker"]
@@ -221,7 +226,8 @@ def create_volume(volume: str, copy_of: str | None = None, *, keep: bool = False
     The copy keeps device files and trusted.* attributes (overlay2's whiteouts), hence SYS_ADMIN.
     A ``keep`` volume outlives the session (no session label: the end-of-session sweep spares it).
     """
-    docker("volume", "create", *([] if keep else ["--label", f"{LABEL}={SESSION}"]), volume)
+    labels = [] if keep else ["--label", f"{LABEL}={SESSION}", "--label", f"{OWNER_LABEL}={owner()}"]
+    docker("volume", "create", *labels, volume)
     if copy_of:
         docker("run", "--rm", "--cap-add", "SYS_ADMIN", "-v", f"{copy_of}:/from:ro", "-v", f"{volume}:/to",
                HELPER_IMAGE, "cp", "-a", "/from/.", "/to/", timeout=900)  # fmt: skip
