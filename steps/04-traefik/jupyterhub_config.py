@@ -1,0 +1,115 @@
+# Stage 04: Traefik is the proxy (the hub starts it); users' servers run in containers.
+# Every option here is in the reference file that `jupyterhub --generate-config` writes.
+from pathlib import Path
+
+import docker
+import netifaces
+from tornado import web
+
+c = get_config()  # noqa: F821  (JupyterHub provides get_config)
+
+# The public address: the proxy listens here, on every interface.
+c.JupyterHub.bind_url = "http://:8000"
+
+# The proxy is Traefik, started by the hub, routing from a file the hub writes.
+c.JupyterHub.proxy_class = "traefik_file"
+c.TraefikFileProviderProxy.static_config_file = "/var/lib/jupyterhub/traefik.toml"
+c.TraefikFileProviderProxy.dynamic_config_file = "/var/lib/jupyterhub/rules.toml"
+
+# Log in with the machine's own accounts (PAM) ...
+c.JupyterHub.authenticator_class = "pam"
+# ... and run each user's server in a Docker container.
+c.JupyterHub.spawner_class = "docker"
+
+# The hub's own API must be reachable from inside the containers. The default,
+# 127.0.0.1, is the container's own loopback there, not this machine's: listen
+# on the address this machine has on Docker's bridge (docker0) instead.
+docker0 = netifaces.ifaddresses("docker0")[netifaces.AF_INET][0]["addr"]
+c.JupyterHub.hub_ip = docker0
+
+# Who may log in, and who administers the hub (admins may log in too).
+c.Authenticator.allowed_users = {"alice", "bob"}
+c.Authenticator.admin_users = {"alice"}
+
+# State: the database and Traefik's two files, in a directory only root can read.
+c.JupyterHub.db_url = "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"
+
+# Secrets: in files of mode 0600 that install.sh made, never in this file.
+secrets = Path("/etc/jupyterhub/secrets")
+c.JupyterHub.cookie_secret_file = str(secrets / "cookie_secret")
+
+# Traefik's API (the hub reads routes through it): on this machine's loopback
+# only, behind basic auth. The hub stores a bcrypt hash of the password in rules.toml.
+c.TraefikProxy.traefik_api_url = "http://127.0.0.1:8099"
+c.TraefikProxy.traefik_api_username = "jupyterhub"
+c.TraefikProxy.traefik_api_password = (secrets / "traefik_api_password").read_text().strip()
+
+c.TraefikProxy.extra_static_config = {
+    # No calls home: no version check, no anonymous usage statistics.
+    "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+    # One JSON line per request, in a directory only root can read.
+    "accessLog": {
+        "filePath": "/var/log/traefik/access.log",
+        "format": "json",
+        "fields": {
+            "defaultMode": "keep",
+            # RequestPath includes the query string, and with it ?token=...
+            # Traefik can only keep or drop such a field (redact works on
+            # headers only): drop it. RouterName still names the route.
+            "names": {"RequestPath": "drop"},
+            "headers": {
+                # Log only the headers named here; redact those that carry secrets.
+                "defaultMode": "drop",
+                "names": {
+                    "User-Agent": "keep",
+                    "Authorization": "redact",
+                    "Cookie": "redact",
+                    "Set-Cookie": "redact",
+                    "Referer": "redact",
+                },
+            },
+        },
+    },
+}
+
+# The images users choose from (the form shows the names on the left),
+# built on this machine by install.sh. The first one is the default.
+c.DockerSpawner.allowed_images = {
+    "JupyterLab": "local/lab:1",
+    "JupyterLab with NumPy, pandas and Matplotlib": "local/scipy:1",
+}
+c.DockerSpawner.image = "local/lab:1"
+# Never pull: a typo must fail, not fetch a stranger's image of that name.
+c.DockerSpawner.pull_policy = "never"
+
+
+# Say on the spawn page when a chosen image was never built. Without this hook
+# the user reads only "Unhandled error starting server" (the reason is in the log).
+def image_must_exist(spawner):
+    choice = spawner.user_options.get("image")
+    image = spawner.allowed_images.get(choice, spawner.image) if choice else spawner.image
+    client = docker.from_env()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise web.HTTPError(
+            500, f"The image {image} is not on this machine: build it, or take it off allowed_images."
+        ) from None
+    finally:
+        client.close()
+
+
+c.DockerSpawner.pre_spawn_hook = image_must_exist
+
+# Each user's files live in a named volume (jupyterhub-user-NAME), mounted as
+# the work directory: containers come and go, the volume stays.
+c.DockerSpawner.notebook_dir = "/home/jovyan/work"
+c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+# Remove a user's container when the server stops (the next start makes a new one).
+c.DockerSpawner.remove = True
+
+# A hub restart leaves users' containers running; the hub finds them again.
+c.JupyterHub.cleanup_servers = False
+
+# Open JupyterLab after login.
+c.Spawner.default_url = "/lab"
