@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import tomllib
 
 import pytest
 import requests
@@ -81,6 +82,17 @@ def test_api_requires_credentials_and_stays_on_loopback(hub):
     assert mode == ["600 root", "600 root"]
     password = hub.machine.output(f"cat {PASSWORD_FILE}")
     assert password not in hub.machine.output("cat /etc/jupyterhub/jupyterhub_config.py /var/lib/jupyterhub/rules.toml")
+
+
+def test_static_config_calls_nobody_home(hub):
+    """The traefik.toml the hub wrote: no version check, no usage reports, the access log as configured."""
+    static = tomllib.loads(hub.machine.output("cat /var/lib/jupyterhub/traefik.toml"))
+    assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
+    assert static["entryPoints"]["auth_api"]["address"] == "127.0.0.1:8099"
+    log = static["accessLog"]
+    assert log["filePath"] == ACCESS_LOG and log["format"] == "json"
+    assert log["fields"]["names"] == {"RequestPath": "drop"}
+    assert log["fields"]["headers"]["defaultMode"] == "drop"
 
 
 def test_access_log_keeps_no_secrets(hub, people):
