@@ -1,0 +1,132 @@
+"""Stage 05: Traefik and the hub as hardened systemd services that come back by themselves."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.harness.machine import ContainerVM
+from tests.harness.stages import REPO
+from tests.harness.users import login, read_text, write_text
+from tests.harness.waits import wait_for
+
+UNITS = ("traefik", "jupyterhub")
+UNIT_FILES = " ".join(f"/etc/systemd/system/{u}.service" for u in UNITS)
+RESULTS = REPO / ".cache" / "results"
+
+
+def record(name: str, data: dict) -> None:
+    """Keep a measurement for the closing note and the performance page (no assertion on it)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(name, data)
+
+
+def running_server(hub, people):
+    """alice logged in, her server answering; returns her client."""
+    alice = people["alice"]
+    client = login(hub.client(), alice.name, alice.password)
+    lab = client.get(f"/user/{alice.name}/lab")
+    if not (lab.status_code == 200 and f"/user/{alice.name}/" in lab.url):  # not running yet
+        client.start_server(alice.name, data={"image": "JupyterLab"})
+    return client
+
+
+def test_units_are_enabled_and_active(hub):
+    for unit in UNITS:
+        assert hub.machine.output(f"systemctl is-enabled {unit}") == "enabled"
+        assert hub.machine.output(f"systemctl is-active {unit}") == "active"
+    assert hub.machine.output("ps -o user= -C traefik") == "traefik"
+    assert hub.machine.output("systemctl show -p User --value traefik") == "traefik"
+
+
+def test_unit_files_verify_clean(hub):
+    proc = hub.machine.run(f"systemd-analyze verify {UNIT_FILES}", check=False)
+    assert proc.returncode == 0
+    assert (proc.stdout + proc.stderr).strip() == ""
+
+
+def test_security_exposure(hub):
+    """systemd-analyze security: record each unit's exposure; the proxy's is 4.0 or better."""
+    scores = {}
+    for unit in UNITS:
+        out = hub.machine.output(f"systemd-analyze security {unit}.service --no-pager")
+        scores[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+    record("systemd-security", scores)
+    assert scores["traefik"] <= 4.0
+    assert scores["jupyterhub"] < 9.6  # 9.6 is an unhardened root service
+
+
+def test_journal_has_the_hub_log(hub):
+    """journalctl -u jupyterhub: the hub's own log lines, collected by systemd."""
+    journal = wait_for("the hub's 'now running' line in its journal",
+                       lambda: (j := hub.journal()) and "JupyterHub is now running" in j and j, timeout=60)  # fmt: skip
+    assert "Not starting proxy" in journal  # Traefik is systemd's to start
+    assert "Using Proxy: builtins.SharedRoutesFileProxy" in journal
+
+
+def test_kill_9_hub_comes_back_and_user_server_keeps_answering(hub, people):
+    client = running_server(hub, people)
+    pid = hub.machine.output("systemctl show -p MainPID --value jupyterhub")
+    restarts = int(hub.machine.output("systemctl show -p NRestarts --value jupyterhub"))
+    hub.machine.run(f"kill -9 {pid}")
+    killed = time.monotonic()
+    answers, failures = 0, []
+    hub_back = None
+    while time.monotonic() - killed < 90:
+        r = client.server_api("alice", "status")
+        answers += 1
+        if r.status_code != 200:
+            failures.append(r.status_code)
+        if hub_back is None and client.get("/hub/login").status_code == 200:
+            new_pid = hub.machine.output("systemctl show -p MainPID --value jupyterhub")
+            if new_pid not in ("0", pid):
+                hub_back = time.monotonic() - killed
+        if hub_back is not None and answers >= 20:
+            break
+        time.sleep(0.2)
+    assert hub_back is not None, "the hub did not come back within 90 s"
+    assert int(hub.machine.output("systemctl show -p NRestarts --value jupyterhub")) == restarts + 1
+    assert not failures, f"alice's server did not answer {len(failures)} of {answers} times: {failures[:5]}"
+    record("systemd-kill-to-back", {"seconds": round(hub_back, 2), "user_requests_during": answers})
+
+
+def test_proxy_restart_brings_routes_back(hub, people):
+    """Restart Traefik: it reads the routes file again; the hub (Requires=traefik) restarts with it."""
+    client = running_server(hub, people)
+    hub_pid = hub.machine.output("systemctl show -p MainPID --value jupyterhub")
+    hub.machine.run("systemctl restart traefik")
+    wait_for("alice's server through the restarted proxy",
+             lambda: client.server_api("alice", "status").status_code == 200, timeout=60)  # fmt: skip
+    hub.wait_up()
+    assert client.get("/hub/home").status_code == 200
+    assert hub.machine.output("systemctl show -p MainPID --value jupyterhub") != hub_pid
+
+
+def test_hub_uses_its_own_pam_service(hub, people):
+    """Logging in leaves no pam_group error: the "jupyterhub" PAM service has no setcred modules."""
+    since = hub.machine.output("date +%s")
+    login(hub.client(), people["bob"].name, people["bob"].password)
+    log = hub.machine.output(f"journalctl --no-pager --since=@{since}")
+    assert "User logged in: bob" in log
+    assert "pam_group" not in log
+
+
+def test_reboot_brings_everything_back(hub, people):
+    """Restart the VM: systemd starts Docker, Traefik and the hub; alice's work is still there."""
+    if not isinstance(hub.machine, ContainerVM):
+        pytest.skip("reboots only a test VM, never the machine running the tests")
+    alice = people["alice"]
+    client = running_server(hub, people)
+    write_text(client, alice.name, "before-reboot.txt", "still here")
+    hub.machine.reboot()
+    hub.url = hub.machine.url(8000)  # a restarted container may get new loopback ports
+    hub.wait_up(timeout=120)
+    for unit in UNITS:
+        assert hub.machine.output(f"systemctl is-active {unit}") == "active"
+    client = login(hub.client(), alice.name, alice.password)
+    client.start_server(alice.name, data={"image": "JupyterLab"})
+    assert read_text(client, alice.name, "before-reboot.txt") == "still here"
