@@ -89,6 +89,9 @@ def test_kill_9_hub_comes_back_and_user_server_keeps_answering(hub, people):
             break
         time.sleep(0.2)
     assert hub_back is not None, "the hub did not come back within 90 s"
+    journal = hub.journal(lines=200)
+    assert "jupyterhub.service: Main process exited, code=killed, status=9/KILL" in journal
+    assert "jupyterhub.service: Scheduled restart job, restart counter is at" in journal
     assert int(hub.machine.output("systemctl show -p NRestarts --value jupyterhub")) == restarts + 1
     assert not failures, f"alice's server did not answer {len(failures)} of {answers} times: {failures[:5]}"
     record("systemd-kill-to-back", {"seconds": round(hub_back, 2), "user_requests_during": answers})
@@ -130,3 +133,34 @@ def test_reboot_brings_everything_back(hub, people):
     client = login(hub.client(), alice.name, alice.password)
     client.start_server(alice.name, data={"image": "JupyterLab"})
     assert read_text(client, alice.name, "before-reboot.txt") == "still here"
+
+
+def test_login_pam_service_fails_setcred_under_the_hardened_unit(hub, people):
+    """With PAM's "login" service the hub logs a pam_group error: why stage 05 has its own service."""
+    config = "/etc/jupyterhub/jupyterhub_config.py"
+    use_login = "s/^c.PAMAuthenticator.service = .*/c.PAMAuthenticator.service = 'login'/"
+    hub.machine.run(f'cp {config} {config}.saved && sed -i "{use_login}" {config}')
+    try:
+        hub.restart()
+        since = hub.machine.output("date +%s")
+        login(hub.client(), people["bob"].name, people["bob"].password)
+        log = hub.machine.output(f"journalctl --no-pager --since=@{since}")
+        assert "pam_group(login:setcred): unable to set the group membership for user: Operation not permitted" in log
+    finally:
+        hub.machine.run(f"mv {config}.saved {config}")
+        hub.restart()
+
+
+def test_traefik_says_when_it_cannot_read_the_routes(hub):
+    """A routes file only root can read (the package's 0600): Traefik logs permission denied."""
+    rules = "/var/lib/jupyterhub-proxy/rules.toml"
+    since = hub.machine.output("date +%s")
+    hub.machine.run(f"chmod 0600 {rules}")
+    try:
+        journal = f"journalctl -u traefik --no-pager --since=@{since}"
+        wait_for("Traefik's permission error in its journal",
+                 lambda: "permission denied" in hub.machine.output(journal), timeout=30)  # fmt: skip
+        log = hub.machine.output(journal)
+        assert f"open {rules}: permission denied" in log
+    finally:
+        hub.machine.run(f"chmod 0640 {rules}")
