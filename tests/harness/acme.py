@@ -7,7 +7,10 @@ tests fetch it and verify the hub's certificate against it.
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
+import warnings
 from dataclasses import dataclass
 
 import requests
@@ -101,15 +104,57 @@ class PublicName:
         return f"http://127.0.0.1:{self.http_port}"
 
 
-def tls_handshake(host: str, port: int, name: str, version: ssl.TLSVersion) -> str:
-    """Try a TLS handshake of exactly ``version``; return the version agreed or raise ssl.SSLError."""
-    import socket
+def tls_handshake(host: str, port: int, name: str, version: str) -> str:
+    """Try a TLS handshake of exactly ``version`` ("TLSv1", "TLSv1_1", "TLSv1_2", ...).
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = version
-    ctx.maximum_version = version
+    Returns the version agreed, or raises ssl.SSLError when the server refuses.
+    """
+    with warnings.catch_warnings():  # naming TLS 1.0 and 1.1 is deprecated: that is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tls_version = getattr(ssl.TLSVersion, version)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = tls_version
+        ctx.maximum_version = tls_version
     ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer old versions; the server must refuse
     with socket.create_connection((host, port), timeout=10) as sock, ctx.wrap_socket(sock, server_hostname=name) as tls:
         return tls.version() or ""
+
+
+TRAEFIK_STATIC = "/etc/traefik/traefik.toml"
+ACME_JSON = "/var/lib/traefik/acme.json"
+DROPIN = "/etc/systemd/system/traefik.service.d/hhw-pebble.conf"
+
+
+def certificate_domains(machine: Machine) -> list[str]:
+    """The domains Traefik holds a certificate for, read from its acme.json."""
+    script = (
+        "import json,sys\n"
+        "try: d=json.load(open(sys.argv[1]))\n"
+        "except Exception: d={}\n"
+        "print(' '.join(c['domain']['main'] for r in d.values() for c in (r.get('Certificates') or [])))"
+    )
+    return machine.output(f'python3 -c "{script}" {ACME_JSON}', check=False).split()
+
+
+def point_traefik_at_pebble(machine: Machine, name: str) -> float:
+    """Test-only changes: Traefik asks Pebble (not Let's Encrypt) and trusts Pebble's listener.
+
+    Replaces the caServer line of the reader's traefik.toml in the VM, adds a drop-in
+    with LEGO_CA_CERTIFICATES, starts from an empty acme.json, restarts Traefik and
+    waits for the certificate. Returns the seconds from restart to certificate.
+    """
+    ca = start_pebble(machine)
+    machine.run(
+        f"sed -i 's#^ *caServer = .*#  caServer = \"{DIRECTORY_URL}\"#' {TRAEFIK_STATIC}\n"
+        f"mkdir -p {DROPIN.rsplit('/', 1)[0]}\n"
+        f"printf '[Service]\\nEnvironment=LEGO_CA_CERTIFICATES={ca}\\n' > {DROPIN}\n"
+        f"rm -f {ACME_JSON}\n"
+        "systemctl daemon-reload"
+    )
+    started = time.monotonic()
+    machine.run("systemctl restart traefik")
+    wait_for(f"Traefik to obtain a certificate for {name} from Pebble",
+             lambda: name in certificate_domains(machine), timeout=120)  # fmt: skip
+    return time.monotonic() - started

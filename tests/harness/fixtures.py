@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from . import browser
 from .hubclient import HubClient
@@ -82,10 +83,17 @@ class Hub:
     verify: bool | str = True
     unit: str = "jupyterhub"
     clients: list[HubClient] = field(default_factory=list)
+    # Makes the HTTP session of each client (HTTPS stages pin the hub's name to loopback).
+    session_factory: Callable[[], requests.Session] | None = None
+
+    def _new_client(self) -> HubClient:
+        if self.session_factory is None:
+            return HubClient(self.url, verify=self.verify)
+        return HubClient(self.url, verify=self.verify, session=self.session_factory())
 
     def client(self) -> HubClient:
         """A new browser-like session against this hub."""
-        c = HubClient(self.url, verify=self.verify)
+        c = self._new_client()
         self.clients.append(c)
         del self.clients[:-3]
         return c
@@ -94,7 +102,7 @@ class Hub:
         """Wait until the login page answers 200."""
 
         def login_page() -> bool:
-            return HubClient(self.url, verify=self.verify).get("/hub/login").status_code == 200
+            return self._new_client().get("/hub/login").status_code == 200
 
         wait_for(f"the hub's login page at {self.url}/hub/login", login_page, timeout=timeout)
 
@@ -119,9 +127,16 @@ def hub_url(machine: Machine) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(machine: Machine, stage: Stage, hub_url: str) -> Hub:
+def hub_tls() -> tuple[bool | str, Callable[[], requests.Session] | None]:
+    """How clients verify the hub and make their sessions; an HTTPS stage overrides this fixture."""
+    return True, None
+
+
+@pytest.fixture(scope="module")
+def hub(machine: Machine, stage: Stage, hub_url: str, hub_tls) -> Hub:
     """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new."""
-    h = Hub(machine, stage, hub_url)
+    verify, session_factory = hub_tls
+    h = Hub(machine, stage, hub_url, verify=verify, session_factory=session_factory)
     if isinstance(machine, ContainerVM) and (stage.path / "start.sh").exists():
         h.start()
     h.wait_up()

@@ -19,6 +19,8 @@ SYSTEMD_FLAGS = [
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
     "--stop-signal", "SIGRTMIN+3",  # systemd halts cleanly on this signal
+    # Docker lets anyone bind ports below 1024 in a container; a real machine does not.
+    "--sysctl", "net.ipv4.ip_unprivileged_port_start=1024",
 ]  # fmt: skip
 
 # Ports of a VM published on this machine's loopback (random host ports).

@@ -1,0 +1,146 @@
+"""Stage 06: HTTPS with a certificate Traefik obtains by ACME (Pebble stands in for Let's Encrypt)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+
+import pytest
+import requests
+
+from tests.harness.acme import (
+    ACME_JSON,
+    DROPIN,
+    PublicName,
+    certificate_domains,
+    pebble_root,
+    point_traefik_at_pebble,
+    tls_handshake,
+)
+from tests.harness.machine import ContainerVM
+from tests.harness.stages import REPO
+from tests.harness.users import login
+from tests.harness.waits import wait_for
+
+NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py
+RESULTS = REPO / ".cache" / "results"
+
+
+@pytest.fixture(scope="module")
+def public(machine) -> PublicName:
+    """Where this machine reaches the hub's name: the VM's ports 80 and 443 on loopback."""
+    if not isinstance(machine, ContainerVM):
+        pytest.skip("Pebble replaces Let's Encrypt only on a test VM; check your own hub with a browser")
+    return PublicName(NAME, https_port=machine.ports[443], http_port=machine.ports[80])
+
+
+@pytest.fixture(scope="module")
+def root_ca(machine, public, tmp_path_factory) -> str:
+    """Point Traefik at Pebble, wait for the certificate, and return Pebble's root as a file."""
+    seconds = point_traefik_at_pebble(machine, NAME)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "acme-issuance.json").write_text(json.dumps({"seconds": round(seconds, 2)}) + "\n")
+    print(f"certificate issued {seconds:.1f} s after Traefik's restart")
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(pebble_root(machine) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def hub_url(public, root_ca) -> str:
+    return public.https_url
+
+
+@pytest.fixture(scope="module")
+def hub_tls(public, root_ca):
+    return root_ca, lambda: public.session(root_ca)
+
+
+def test_certificate_verifies_for_the_hub_name(hub, public, root_ca):
+    ctx = ssl.create_default_context(cafile=root_ca)
+    with socket.create_connection(("127.0.0.1", public.https_port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=NAME) as tls:
+            cert = tls.getpeercert()
+    assert ("DNS", NAME) in cert["subjectAltName"]
+    issuer = dict(pair[0] for pair in cert["issuer"])
+    assert "Pebble" in issuer["commonName"]
+
+
+def test_http_redirects_permanently_to_https(hub, public):
+    with requests.Session() as s:
+        s.trust_env = False
+        r = s.get(f"{public.http_url}/hub/login", headers={"Host": NAME}, allow_redirects=False, timeout=10)
+    assert r.status_code == 301
+    assert r.headers["Location"] == f"https://{NAME}/hub/login"
+
+
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
+def test_old_tls_versions_are_refused(hub, public, version):
+    with pytest.raises(ssl.SSLError, match="TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS"):
+        tls_handshake("127.0.0.1", public.https_port, NAME, version)
+    assert tls_handshake("127.0.0.1", public.https_port, NAME, "TLSv1_2") == "TLSv1.2"
+
+
+def test_hsts_header(hub):
+    r = hub.client().get("/hub/login")
+    assert r.status_code == 200
+    assert r.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_login_spawn_and_server_over_https(hub, people):
+    alice = people["alice"]
+    client = login(hub.client(), alice.name, alice.password)
+    client.start_server(alice.name, data={"image": "JupyterLab"})
+    assert client.server_api(alice.name, "status").status_code == 200
+    cookie = next(c for c in client.session.cookies if c.name == "jupyterhub-hub-login")
+    assert cookie.secure, "the login cookie must be Secure over https"
+
+
+def test_client_that_does_not_trust_the_ca_fails(hub, public):
+    """No silent downgrade: a client with only the usual CAs gets a certificate error."""
+    with public.session(None) as s, pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        s.get(f"{public.https_url}/hub/login", timeout=10)
+    proc = hub.machine.run(f"curl -sS --resolve {NAME}:443:127.0.0.1 https://{NAME}/hub/login", check=False)
+    assert proc.returncode == 60
+    assert "curl: (60) SSL certificate problem: unable to get local issuer certificate" in proc.stderr
+
+
+def test_acme_json_is_traefiks_alone(hub, root_ca):
+    assert hub.machine.output(f"stat -c '%a %U' {ACME_JSON}") == "600 traefik"
+    assert hub.machine.output("stat -c '%a %U' /var/lib/traefik") == "700 traefik"
+
+
+def test_traefik_refuses_an_acme_server_it_does_not_trust(hub, root_ca):
+    """Without LEGO_CA_CERTIFICATES (test-only), Traefik cannot talk to Pebble: the message the book quotes."""
+    since = hub.machine.output("date +%s")
+    restart = f"systemctl daemon-reload && rm -f {ACME_JSON} && systemctl restart traefik"
+    hub.machine.run(f"mv {DROPIN} {DROPIN}.off && {restart}")
+    try:
+        journal = f"journalctl -u traefik --no-pager --since=@{since}"
+        wait_for("Traefik's certificate error in its journal",
+                 lambda: "x509: certificate signed by unknown authority" in hub.machine.output(journal),
+                 timeout=60)  # fmt: skip
+    finally:
+        hub.machine.run(f"mv {DROPIN}.off {DROPIN} && {restart}")
+        wait_for("a new certificate", lambda: NAME in certificate_domains(hub.machine), timeout=120)
+        hub.wait_up()
+
+
+def test_port_80_taken_keeps_traefik_restarting(hub, root_ca):
+    """Another server on port 80: traefik.service fails to start and systemd keeps retrying."""
+    since = hub.machine.output("date +%s")
+    hub.machine.run("systemctl stop traefik && systemd-run --unit=hhw-squatter python3 -m http.server 80")
+    try:
+        hub.machine.run("systemctl start traefik", check=False)
+        journal = f"journalctl -u traefik --no-pager --since=@{since}"
+        wait_for("traefik's bind error in its journal",
+                 lambda: "address already in use" in hub.machine.output(journal), timeout=60)  # fmt: skip
+        log = hub.machine.output(journal)
+        assert "building listener: error opening listener: listen tcp :80: bind: address already in use" in log
+        assert "traefik.service: Failed with result 'exit-code'." in log
+    finally:
+        hub.machine.run("systemctl stop hhw-squatter; systemctl reset-failed hhw-squatter", check=False)
+        # Stopping traefik stopped the hub too (Requires=); starting the hub starts both.
+        hub.machine.run("systemctl restart traefik && systemctl start jupyterhub")
+        hub.wait_up()
