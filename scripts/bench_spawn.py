@@ -7,6 +7,7 @@ page her server answers through the proxy. Writes .cache/results/spawn-NN.json a
 prints a one-line summary. Traffic goes only to the test VM's ports on loopback.
 
     .venv/bin/python scripts/bench_spawn.py --stage 01 --runs 5
+    .venv/bin/python scripts/bench_spawn.py --stage 03 --runs 5 --option image=JupyterLab
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", default="01", help="stage number, e.g. 01 or 3")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a spawn-form field, e.g. image=JupyterLab (stages with an options form)",
+    )
     args = parser.parse_args()
     stage = next(s for s in all_stages() if s.number == int(args.stage))
     vm = boot_stage(ensure_stage_image(stage), purpose=f"bench{stage.number:02d}")
@@ -42,9 +50,10 @@ def main() -> int:
         client = hub.client()
         assert client.login(alice.name, alice.password).status_code == 302
         token = client.create_token(alice.name, note="benchmark")
+        form = dict(o.split("=", 1) for o in args.option) or None
         seconds = []
         for _ in range(args.runs):
-            client.start_server(alice.name, timeout=300)
+            client.start_server(alice.name, timeout=300, data=form)
             seconds.append(round(client.spawn_seconds or 0.0, 2))
             client.api("DELETE", f"/users/{alice.name}/server", token).raise_for_status()
             wait_for(
