@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import re
 import time
 
 import pytest
 
 from tests.harness.machine import ContainerVM
-from tests.harness.stages import REPO
+from tests.harness.results import exposure, record
 from tests.harness.users import login, read_text, write_text
 from tests.harness.waits import wait_for
 
 UNITS = ("traefik", "jupyterhub")
 UNIT_FILES = " ".join(f"/etc/systemd/system/{u}.service" for u in UNITS)
-RESULTS = REPO / ".cache" / "results"
-
-
-def record(name: str, data: dict) -> None:
-    """Keep a measurement for the closing note and the performance page (no assertion on it)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(name, data)
 
 
 def running_server(hub, people):
@@ -51,11 +41,8 @@ def test_unit_files_verify_clean(hub):
 
 def test_security_exposure(hub):
     """systemd-analyze security: record each unit's exposure; the proxy's is 4.0 or better."""
-    scores = {}
-    for unit in UNITS:
-        out = hub.machine.output(f"systemd-analyze security {unit}.service --no-pager")
-        scores[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
-    record("systemd-security", scores)
+    scores = {unit: exposure(hub.machine, f"{unit}.service") for unit in UNITS}
+    record("systemd-security-05", scores)
     assert scores["traefik"] <= 4.0
     assert scores["jupyterhub"] < 9.6  # 9.6 is an unhardened root service
 

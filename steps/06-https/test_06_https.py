@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 
@@ -19,12 +18,11 @@ from tests.harness.acme import (
     tls_handshake,
 )
 from tests.harness.machine import ContainerVM
-from tests.harness.stages import REPO
+from tests.harness.results import exposure, record
 from tests.harness.users import login
 from tests.harness.waits import wait_for
 
 NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py
-RESULTS = REPO / ".cache" / "results"
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,7 @@ def public(machine) -> PublicName:
 def root_ca(machine, public, tmp_path_factory) -> str:
     """Point Traefik at Pebble, wait for the certificate, and return Pebble's root as a file."""
     seconds = point_traefik_at_pebble(machine, NAME)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "acme-issuance.json").write_text(json.dumps({"seconds": round(seconds, 2)}) + "\n")
-    print(f"certificate issued {seconds:.1f} s after Traefik's restart")
+    record("acme-issuance", {"seconds_from_traefik_restart": round(seconds, 2)})
     path = tmp_path_factory.mktemp("pebble") / "root.pem"
     path.write_text(pebble_root(machine) + "\n")
     return str(path)
@@ -144,3 +140,10 @@ def test_port_80_taken_keeps_traefik_restarting(hub, root_ca):
         # Stopping traefik stopped the hub too (Requires=); starting the hub starts both.
         hub.machine.run("systemctl restart traefik && systemctl start jupyterhub")
         hub.wait_up()
+
+
+def test_traefik_unit_exposure(hub):
+    """One capability more than stage 05 (ports 80 and 443): the exposure stays at 4.0 or better."""
+    score = exposure(hub.machine, "traefik.service")
+    record("systemd-security-06", {"traefik": score})
+    assert score <= 4.0
