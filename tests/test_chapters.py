@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.book_pages import BOOK, chapter_of, included, referenced
@@ -34,3 +36,15 @@ def test_install_sections_are_balanced(stage):
                 name = line.removeprefix("# [start:").rstrip("]")
                 assert f"# [end:{name}]" in text, f"{script.name}: no end for {name}"
                 assert f'"{line}"' in chapter, f"{chapter_of(stage.number).name} never shows {script.name} {name}"
+
+
+def test_every_what_goes_wrong_box_is_in_the_troubleshooting_index():
+    """Each chapter's "What goes wrong" box is listed, by its title, on the troubleshooting page."""
+    index = (BOOK / "troubleshooting.md").read_text()
+    missing = []
+    for stage in all_stages():
+        page = chapter_of(stage.number)
+        for title in re.findall(r"^:::\{admonition\} (.+)$", page.read_text(), re.M):
+            if f"{stage.number:02d}: {title}]" not in index:
+                missing.append(f"{page.name}: {title}")
+    assert not missing, f"add these to book/troubleshooting.md: {missing}"
