@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt
 
 ## book: build the book strictly (warnings are errors), offline, and say where it is.
 book: $(VENV)/.installed
-	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
+	$(BIN)/jupyter-book build . --all --warningiserror --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
 ## setup: Docker Engine, debootstrap and Chromium on this machine; the base images.
