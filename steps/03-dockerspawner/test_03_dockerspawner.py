@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -162,12 +161,3 @@ def test_hub_ip_loopback_leaves_container_unable_to_reach_hub(hub, people):
             assert message in container_log, container_log[-2000:]
         assert LOOPBACK_HUB_LOG in hub.journal(lines=200)
         wait_for("bob's failed container to be removed", lambda: users.container(hub.machine, "jupyter-bob") is None)
-
-
-def test_spawn_times(hub, people):
-    """Five spawns of the small image, for the book's performance notes (no assertion on time)."""
-    times = []
-    for _ in range(5):
-        times.append(start(hub, people, "alice").spawn_seconds)
-    print(f"DockerSpawner spawn seconds: {[round(t, 1) for t in times]}, p50 {statistics.median(times):.1f}")
-    ensure_stopped(hub, people, "alice")
