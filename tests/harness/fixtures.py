@@ -187,11 +187,12 @@ def outsider(machine: Machine) -> Iterator[Person]:
 @pytest.fixture
 def screenshot(request: pytest.FixtureRequest) -> Callable[..., Path]:
     """Take a screenshot for the book: ``screenshot(url, name, login=(user, password))``."""
-    if not browser.CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium (scripts/setup-host.sh installs it)")
     update = request.config.getoption("--update-screenshots")
 
-    def take(url: str, name: str, **kw) -> Path:
+    def take(url: str, name: str, **kw) -> Path | None:
+        if not browser.CHROMIUM.exists():  # e.g. --target local on a server: the checks still run
+            print(f"no screenshot {name}: no /usr/bin/chromium (scripts/setup-host.sh installs it)")
+            return None
         return browser.take(url, name, update_book=update, **kw)
 
     return take
