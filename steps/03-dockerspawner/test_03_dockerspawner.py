@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from tests.harness import users
 from tests.harness.hubclient import HubClient
 from tests.harness.waits import wait_for
 
-CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
 SMALL, SCIPY = "JupyterLab", "JupyterLab with NumPy, pandas and Matplotlib"
 IMAGES = {SMALL: "local/lab:1", SCIPY: "local/scipy:1"}
 NOT_BUILT_PAGE = "The image local/r:1 is not on this machine: build it, or take it off allowed_images."
@@ -21,13 +16,8 @@ LOOPBACK_CONTAINER_LOG = (
 LOOPBACK_HUB_LOG = "server never showed up at"
 
 
-def session(hub, person) -> HubClient:
-    """A logged-in browser session of ``person``."""
-    return users.login(hub.client(), person.name, person.password)
-
-
 def admin_token(hub, people) -> tuple[HubClient, str]:
-    client = session(hub, people["alice"])
+    client = hub.session(people["alice"])
     return client, client.create_token("alice", note="stage 03 tests")
 
 
@@ -43,28 +33,15 @@ def ensure_stopped(hub, people, name: str) -> None:
 def start(hub, people, name: str, image: str = SMALL) -> HubClient:
     """Log NAME in and start their server with ``image`` from the form (stopping a running one first)."""
     ensure_stopped(hub, people, name)
-    client = session(hub, people[name])
+    client = hub.session(people[name])
     client.start_server(name, data={"image": image})
     print(f"{name}'s server ({image}) answered after {client.spawn_seconds:.1f} s")
     return client
 
 
-@contextmanager
-def config_with(hub, *lines: str) -> Iterator[None]:
-    """Append ``lines`` to the hub's config and restart it; put the file back (and restart) afterwards."""
-    hub.machine.run(f"cp -p {CONFIG} {CONFIG}.hhw-saved")
-    try:
-        hub.machine.run(f"printf '%s\\n' {shlex.join(lines)} >> {CONFIG}")
-        hub.restart()
-        yield
-    finally:
-        hub.machine.run(f"mv {CONFIG}.hhw-saved {CONFIG}")
-        hub.restart()
-
-
 def test_spawn_runs_users_container(hub, people, screenshot):
     alice = people["alice"]
-    form = session(hub, alice).get("/hub/spawn")
+    form = hub.session(alice).get("/hub/spawn")
     assert form.status_code == 200 and 'name="image"' in form.text
     assert SMALL in form.text and SCIPY in form.text
     screenshot(hub.url + "/hub/spawn", "03-image-choice", login=(alice.name, alice.password),
@@ -125,8 +102,8 @@ def test_hub_restart_leaves_container_running(hub, people):
 
 def test_image_never_built_fails_clearly(hub, people):
     ensure_stopped(hub, people, "bob")
-    with config_with(hub, 'c.DockerSpawner.allowed_images["R"] = "local/r:1"'):
-        client = session(hub, people["bob"])
+    with hub.edited_config(append=('c.DockerSpawner.allowed_images["R"] = "local/r:1"',)):
+        client = hub.session(people["bob"])
         assert "local/r:1" not in hub.machine.output("docker image ls --format '{{.Repository}}:{{.Tag}}'")
         client.get("/hub/spawn")
         r = client.post("/hub/spawn", data={"image": "R", "_xsrf": client.xsrf()})
@@ -141,8 +118,8 @@ def test_image_never_built_fails_clearly(hub, people):
 def test_hub_ip_loopback_leaves_container_unable_to_reach_hub(hub, people):
     """The classic mistake: hub_ip left at 127.0.0.1, which inside a container is the container itself."""
     ensure_stopped(hub, people, "bob")
-    with config_with(hub, 'c.JupyterHub.hub_ip = "127.0.0.1"'):
-        client = session(hub, people["bob"])
+    with hub.edited_config(append=('c.JupyterHub.hub_ip = "127.0.0.1"',)):
+        client = hub.session(people["bob"])
         client.get("/hub/spawn")
         r = client.post("/hub/spawn", data={"image": SMALL, "_xsrf": client.xsrf()})
         assert r.status_code == 200 and "/hub/spawn-pending/bob" in r.url

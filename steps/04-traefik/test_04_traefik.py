@@ -21,18 +21,10 @@ NO_TRAEFIK_LOG = ("Failed to find traefik", "Failed to start proxy",
                   "FileNotFoundError: [Errno 2] No such file or directory: 'traefik'")  # fmt: skip
 
 
-def session(hub, person) -> HubClient:
-    return users.login(hub.client(), person.name, person.password)
-
-
 def running(hub, people, name: str) -> HubClient:
     """A logged-in session of NAME whose server runs (started from the form if needed)."""
-    client = session(hub, people[name])
-    if users.container(hub.machine, f"jupyter-{name}") is None:
-        client.start_server(name, data={"image": "JupyterLab"})
-        print(f"{name}'s server answered through Traefik after {client.spawn_seconds:.1f} s")
-    else:
-        client.wait_server(name, timeout=60)
+    client = hub.session(people[name])
+    client.ensure_server(name, data={"image": "JupyterLab"})
     return client
 
 
@@ -96,7 +88,7 @@ def test_static_config_calls_nobody_home(hub):
 
 
 def test_access_log_keeps_no_secrets(hub, people):
-    client = session(hub, people["alice"])
+    client = hub.session(people["alice"])
     token = client.create_token("alice", note="access log test")
     marker = "hhw-access-log-" + secrets.token_hex(4)
     headers = {

@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness.machine import ContainerVM
 from tests.harness.results import exposure, record
-from tests.harness.users import login, read_text, write_text
+from tests.harness.users import read_text, write_text
 from tests.harness.waits import wait_for
 
 UNITS = ("traefik", "jupyterhub")
@@ -17,11 +17,8 @@ UNIT_FILES = " ".join(f"/etc/systemd/system/{u}.service" for u in UNITS)
 
 def running_server(hub, people):
     """alice logged in, her server answering; returns her client."""
-    alice = people["alice"]
-    client = login(hub.client(), alice.name, alice.password)
-    lab = client.get(f"/user/{alice.name}/lab")
-    if not (lab.status_code == 200 and f"/user/{alice.name}/" in lab.url):  # not running yet
-        client.start_server(alice.name, data={"image": "JupyterLab"})
+    client = hub.session(people["alice"])
+    client.ensure_server("alice", data={"image": "JupyterLab"})
     return client
 
 
@@ -98,9 +95,9 @@ def test_proxy_restart_brings_routes_back(hub, people):
 
 def test_hub_uses_its_own_pam_service(hub, people):
     """Logging in leaves no pam_group error: the "jupyterhub" PAM service has no setcred modules."""
-    since = hub.machine.output("date +%s")
-    login(hub.client(), people["bob"].name, people["bob"].password)
-    log = hub.machine.output(f"journalctl --no-pager --since=@{since}")
+    since = hub.machine.clock()
+    hub.session(people["bob"])
+    log = hub.machine.journal(since=since)
     assert "User logged in: bob" in log
     assert "pam_group" not in log
 
@@ -117,37 +114,29 @@ def test_reboot_brings_everything_back(hub, people):
     hub.wait_up(timeout=120)
     for unit in UNITS:
         assert hub.machine.output(f"systemctl is-active {unit}") == "active"
-    client = login(hub.client(), alice.name, alice.password)
+    client = hub.session(alice)
     client.start_server(alice.name, data={"image": "JupyterLab"})
     assert read_text(client, alice.name, "before-reboot.txt") == "still here"
 
 
 def test_login_pam_service_fails_setcred_under_the_hardened_unit(hub, people):
     """With PAM's "login" service the hub logs a pam_group error: why stage 05 has its own service."""
-    config = "/etc/jupyterhub/jupyterhub_config.py"
     use_login = "s/^c.PAMAuthenticator.service = .*/c.PAMAuthenticator.service = 'login'/"
-    hub.machine.run(f'cp {config} {config}.saved && sed -i "{use_login}" {config}')
-    try:
-        hub.restart()
-        since = hub.machine.output("date +%s")
-        login(hub.client(), people["bob"].name, people["bob"].password)
-        log = hub.machine.output(f"journalctl --no-pager --since=@{since}")
+    with hub.edited_config(sed=use_login):
+        since = hub.machine.clock()
+        hub.session(people["bob"])
+        log = hub.machine.journal(since=since)
         assert "pam_group(login:setcred): unable to set the group membership for user: Operation not permitted" in log
-    finally:
-        hub.machine.run(f"mv {config}.saved {config}")
-        hub.restart()
 
 
 def test_traefik_says_when_it_cannot_read_the_routes(hub):
     """A routes file only root can read (the package's 0600): Traefik logs permission denied."""
     rules = "/var/lib/jupyterhub-proxy/rules.toml"
-    since = hub.machine.output("date +%s")
+    since = hub.machine.clock()
     hub.machine.run(f"chmod 0600 {rules}")
     try:
-        journal = f"journalctl -u traefik --no-pager --since=@{since}"
         wait_for("Traefik's permission error in its journal",
-                 lambda: "permission denied" in hub.machine.output(journal), timeout=30)  # fmt: skip
-        log = hub.machine.output(journal)
-        assert f"open {rules}: permission denied" in log
+                 lambda: "permission denied" in hub.machine.journal("traefik", since=since), timeout=30)  # fmt: skip
+        assert f"open {rules}: permission denied" in hub.machine.journal("traefik", since=since)
     finally:
         hub.machine.run(f"chmod 0640 {rules}")

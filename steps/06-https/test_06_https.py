@@ -19,7 +19,6 @@ from tests.harness.acme import (
 )
 from tests.harness.machine import ContainerVM
 from tests.harness.results import exposure, record
-from tests.harness.users import login
 from tests.harness.waits import wait_for
 
 NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py
@@ -86,7 +85,7 @@ def test_hsts_header(hub):
 
 def test_login_spawn_and_server_over_https(hub, people):
     alice = people["alice"]
-    client = login(hub.client(), alice.name, alice.password)
+    client = hub.session(alice)
     client.start_server(alice.name, data={"image": "JupyterLab"})
     assert client.server_api(alice.name, "status").status_code == 200
     cookie = next(c for c in client.session.cookies if c.name == "jupyterhub-hub-login")
@@ -109,13 +108,12 @@ def test_acme_json_is_traefiks_alone(hub, root_ca):
 
 def test_traefik_refuses_an_acme_server_it_does_not_trust(hub, root_ca):
     """Without LEGO_CA_CERTIFICATES (test-only), Traefik cannot talk to Pebble: the message the book quotes."""
-    since = hub.machine.output("date +%s")
+    since = hub.machine.clock()
     restart = f"systemctl daemon-reload && rm -f {ACME_JSON} && systemctl restart traefik"
     hub.machine.run(f"mv {DROPIN} {DROPIN}.off && {restart}")
     try:
-        journal = f"journalctl -u traefik --no-pager --since=@{since}"
         wait_for("Traefik's certificate error in its journal",
-                 lambda: "x509: certificate signed by unknown authority" in hub.machine.output(journal),
+                 lambda: "x509: certificate signed by unknown authority" in hub.machine.journal("traefik", since=since),
                  timeout=60)  # fmt: skip
     finally:
         hub.machine.run(f"mv {DROPIN}.off {DROPIN} && {restart}")
@@ -125,14 +123,16 @@ def test_traefik_refuses_an_acme_server_it_does_not_trust(hub, root_ca):
 
 def test_port_80_taken_keeps_traefik_restarting(hub, root_ca):
     """Another server on port 80: traefik.service fails to start and systemd keeps retrying."""
-    since = hub.machine.output("date +%s")
+    since = hub.machine.clock()
     hub.machine.run("systemctl stop traefik && systemd-run --unit=hhw-squatter python3 -m http.server 80")
     try:
         hub.machine.run("systemctl start traefik", check=False)
-        journal = f"journalctl -u traefik --no-pager --since=@{since}"
-        wait_for("traefik's bind error in its journal",
-                 lambda: "address already in use" in hub.machine.output(journal), timeout=60)  # fmt: skip
-        log = hub.machine.output(journal)
+
+        def bind_error() -> str | None:
+            log = hub.machine.journal("traefik", since=since)
+            return log if "address already in use" in log else None
+
+        log = wait_for("traefik's bind error in its journal", bind_error, timeout=60)
         assert "building listener: error opening listener: listen tcp :80: bind: address already in use" in log
         assert "traefik.service: Failed with result 'exit-code'." in log
     finally:

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 
-from . import browser
+from . import browser, users
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
 from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
 from .stages import Stage, stage_of
 from .waits import wait_for
+
+CONFIG = "/etc/jupyterhub/jupyterhub_config.py"  # where every stage's install.sh puts the config
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -117,7 +121,28 @@ class Hub:
         self.wait_up()
 
     def journal(self, unit: str | None = None, lines: int = 400) -> str:
-        return self.machine.output(f"journalctl -u {unit or self.unit} --no-pager --lines={lines}")
+        """The last ``lines`` of the hub's journal (or of ``unit``'s)."""
+        return self.machine.journal(unit or self.unit, lines=lines)
+
+    def session(self, person: Person) -> HubClient:
+        """A new client, logged in as ``person`` (fails with the login page's message if refused)."""
+        return users.login(self.client(), person.name, person.password)
+
+    @contextmanager
+    def edited_config(self, *, sed: str | None = None, append: tuple[str, ...] = ()) -> Iterator[None]:
+        """Change the hub's config (a sed script, lines appended) and restart; restore and restart after."""
+        config = CONFIG
+        self.machine.run(f"cp -p {config} {config}.hhw-saved")
+        try:
+            if sed:
+                self.machine.run(f"sed -i {shlex.quote(sed)} {config}")
+            if append:
+                self.machine.run(f"printf '%s\\n' {shlex.join(append)} >> {config}")
+            self.restart()
+            yield
+        finally:
+            self.machine.run(f"mv {config}.hhw-saved {config}")
+            self.restart()
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,12 @@ class HubClient:
         self.spawn_seconds = time.monotonic() - started
         return response
 
+    def ensure_server(self, username: str, data: dict[str, str] | None = None) -> None:
+        """Start the user's server (with the options form ``data``) unless it already answers."""
+        lab = self.get(f"/user/{username}/lab")
+        if not (lab.status_code == 200 and f"/user/{username}/" in lab.url):
+            self.start_server(username, data=data)
+
     def wait_server(self, username: str, timeout: float = 120) -> requests.Response:
         """Wait until /user/NAME/lab is served by the user's own server, through the proxy."""
 

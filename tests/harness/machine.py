@@ -89,6 +89,21 @@ class Machine:
         """stdout of ``command``, stripped."""
         return self.run(command, **kw).stdout.strip()
 
+    def clock(self) -> str:
+        """The machine's time in seconds since the epoch, for ``journal(since=...)``."""
+        return self.output("date +%s")
+
+    def journal(self, unit: str | None = None, *, since: str | None = None, lines: int | None = None) -> str:
+        """``journalctl`` of one unit (or of everything), optionally only since ``clock()`` said ``since``."""
+        args = ["--no-pager"]
+        if unit:
+            args.append(f"-u {unit}")
+        if since:
+            args.append(f"--since=@{since}")
+        if lines:
+            args.append(f"--lines={lines}")
+        return self.output(f"journalctl {' '.join(args)}")
+
     def url(self, port: int, scheme: str = "http") -> str:
         """A URL on this machine's loopback that reaches ``port`` of the machine."""
         raise NotImplementedError
