@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness.fixtures import Hub, set_password
 from tests.harness.images import boot_stage, ensure_stage_image
 from tests.harness.stages import REPO, all_stages
-from tests.harness.waits import wait_for
+from tests.harness.users import stop_server
 
 
 def main() -> int:
@@ -47,20 +47,14 @@ def main() -> int:
             hub.start()
         hub.wait_up()
         alice = set_password(vm, "alice")
-        client = hub.client()
-        assert client.login(alice.name, alice.password).status_code == 302
+        client = hub.session(alice)
         token = client.create_token(alice.name, note="benchmark")
         form = dict(o.split("=", 1) for o in args.option) or None
         seconds = []
         for _ in range(args.runs):
             client.start_server(alice.name, timeout=300, data=form)
             seconds.append(round(client.spawn_seconds or 0.0, 2))
-            client.api("DELETE", f"/users/{alice.name}/server", token).raise_for_status()
-            wait_for(
-                "alice's server to stop",
-                lambda: client.api("GET", f"/users/{alice.name}", token).json().get("server") is None,
-                timeout=120,
-            )
+            stop_server(client, alice.name, token, timeout=120)
     finally:
         vm.remove()
     result = {
