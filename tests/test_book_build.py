@@ -52,3 +52,11 @@ def test_diffs_name_repo_paths_not_build_paths(built):
 def test_screenshots_are_in_the_built_book(built):
     for name in ("01-login-page.png", "02-admin-page.png"):
         assert list(built.rglob(name)), f"{name} missing from the built book"
+
+
+def test_chapters_link_the_layout_css(built):
+    """book/_static/layout.css (wider content column, wrapped code) is copied and linked."""
+    page = (built / "book" / "05-systemd.html").read_text()
+    assert re.search(r'<link [^>]*href="\.\./_static/layout\.css(\?[^"]*)?"', page), "layout.css not linked"
+    shipped = (built / "_static" / "layout.css").read_text()
+    assert shipped == (REPO / "book" / "_static" / "layout.css").read_text()
