@@ -42,7 +42,7 @@ def main() -> int:
     stage = next(s for s in all_stages() if s.number == int(args.stage))
     vm = boot_stage(ensure_stage_image(stage), purpose=f"bench{stage.number:02d}")
     try:
-        hub = Hub(vm, stage, vm.url(8000))
+        hub = Hub(vm, stage, vm.loopback_url(8000))
         if (stage.path / "start.sh").exists():
             hub.start()
         hub.wait_up()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 01: JupyterHub with PAM login and one local process per user.
-# Run as root from inside this directory, on a fresh Debian 12 machine.
+# Run as root from inside this directory, on a fresh Debian 13 (or 12) machine.
 set -euo pipefail
 
 # [start:packages]
@@ -14,7 +14,17 @@ python3 -m venv /opt/jupyterhub
 # [end:venv]
 
 # [start:proxy]
-npm install --global configurable-http-proxy@5.3.0
+# The newest configurable-http-proxy whose declared Node.js versions (its own
+# and its dependencies') include the release's Node.js: --engine-strict refuses
+# anything else. Debian 13 has Node.js 20, Debian 12 has Node.js 18.
+. /etc/os-release
+case "$VERSION_ID" in
+    12) chp=5.1.0 ;;
+    *)  chp=5.2.0 ;;
+esac
+node --version
+npm install --global --engine-strict "configurable-http-proxy@$chp"
+configurable-http-proxy --version
 # [end:proxy]
 
 # [start:user]

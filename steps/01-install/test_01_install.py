@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from tests.harness.kernels import one_plus_one
+from tests.harness.ports import assert_loopback_only
+
 NOT_ALLOWED_LOG = "User 'mallory' not allowed."
 
 
@@ -22,9 +25,16 @@ def test_right_password_logs_in_and_spawns(hub, people):
     assert status.status_code == 200
     assert "started" in status.json()
     print(f"spawn took {client.spawn_seconds:.1f} s")
+    # Code runs in a kernel, over the WebSocket, through the proxy: what Shift+Enter does.
+    assert one_plus_one(client, alice.name) == "2"
     # The server runs as alice, not as root.
     owners = hub.machine.output("ps -eo user=,args= | awk '/[j]upyterhub-singleuser/ {print $1}' | sort -u").split()
     assert owners == ["alice"]
+
+
+def test_hub_listens_on_loopback_only(hub):
+    """Passwords cross in clear until HTTPS: port 8000 answers on the machine itself, nowhere else."""
+    assert_loopback_only(hub.machine, 8000)
 
 
 def test_wrong_password_gets_403_and_no_server(hub, people):
@@ -33,7 +43,9 @@ def test_wrong_password_gets_403_and_no_server(hub, people):
     assert r.status_code == 403
     assert client.login_error(r) == "Invalid username or password"
     assert not client.logged_in()
-    assert "Failed login for 'alice'" in hub.journal()
+    journal = hub.journal()
+    assert "[PAM Error 7] Authentication failure" in journal
+    assert "Failed login for 'alice'" in journal
 
 
 def test_real_user_not_allowed_is_refused(hub, outsider):

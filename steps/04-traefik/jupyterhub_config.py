@@ -8,8 +8,12 @@ from tornado import web
 
 c = get_config()  # noqa: F821  (JupyterHub provides get_config)
 
-# The public address: the proxy listens here, on every interface.
-c.JupyterHub.bind_url = "http://:8000"
+# Where the proxy listens: port 8000 of this machine's loopback only. Until
+# HTTPS (stage 06) a password typed into the login page crosses the network in
+# clear, so no other machine may reach this port. From your computer, open an
+# SSH tunnel and browse http://localhost:8000/:
+#   ssh -N -L 8000:127.0.0.1:8000 you@your-vm
+c.JupyterHub.bind_url = "http://127.0.0.1:8000"
 
 # The proxy is Traefik, started by the hub, routing from a file the hub writes.
 c.JupyterHub.proxy_class = "traefik_file"

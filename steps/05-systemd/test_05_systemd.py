@@ -110,7 +110,7 @@ def test_reboot_brings_everything_back(hub, people):
     client = running_server(hub, people)
     write_text(client, alice.name, "before-reboot.txt", "still here")
     hub.machine.reboot()
-    hub.url = hub.machine.url(8000)  # a restarted container may get new loopback ports
+    hub.url = hub.machine.loopback_url(8000)  # the tunnel opened again after the reboot
     hub.wait_up(timeout=120)
     for unit in UNITS:
         assert hub.machine.output(f"systemctl is-active {unit}") == "active"

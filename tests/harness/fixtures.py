@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from . import browser, users
+from . import browser, releases, users
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
 from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
@@ -31,6 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", choices=("container", "local"), default="container",
                     help="container: a fresh test VM per stage (default); "
                          "local: this machine, as root (your own VM, built by the book)")  # fmt: skip
+    group.addoption("--debian", choices=sorted(releases.RELEASES), default=None,
+                    help=f"Debian release of the test VMs (default: ${releases.ENV} or {releases.DEFAULT})")  # fmt: skip
     group.addoption("--keep-vm", action="store_true", help="leave test VMs running, for a look inside")
     group.addoption("--update-screenshots", action="store_true", help="overwrite the book's screenshots")
 
@@ -41,10 +43,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    if config.getoption("--debian"):
+        os.environ[releases.ENV] = config.getoption("--debian")
+    releases.current()  # a wrong $HHW_DEBIAN stops the run here
     if config.getoption("--keep-vm"):
         os.environ["HHW_KEEP_VM"] = "1"  # kept VMs outlive this run and the next one's clean-up
     if shutil.which("docker") and not hasattr(config, "workerinput"):
         remove_stale_containers()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    target = config.getoption("--target")
+    if target == "local":
+        return "hhw: target local (this machine)"
+    return f"hhw: test VMs run Debian {releases.current()} ({releases.codename()})"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -147,8 +159,11 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub_url(machine: Machine) -> str:
-    """Where the hub answers; a stage that serves elsewhere (HTTPS) overrides this fixture."""
-    return machine.url(8000)
+    """Where the hub answers: port 8000 of the machine's loopback, through an SSH tunnel as in the book.
+
+    A stage that serves the public (HTTPS) overrides this fixture.
+    """
+    return machine.loopback_url(8000)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Stage images: a VM that finished stage N, saved and keyed by the files of stages 1..N.
 
 ``pytest steps/05`` boots the saved stage-05 image instead of redoing stages 01-04.
-The key changes whenever a file of any stage up to N (tests excepted) changes.
+The key changes whenever the base image (the Debian release) or a file of any
+stage up to N (tests excepted) changes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import subprocess
 import sys
 import time
 
+from . import releases
 from .machine import VM_INSTALL_ENV, ContainerVM, create_volume, docker, volume_is_empty
 from .stages import REPO, Stage, all_stages, stages_up_to
 
-BASE_IMAGE = "hhw/vm:bookworm"
 STAGE_REPO = "hhw/stage"
 # Bump when the way stages are provisioned (not their files) changes.
 PROVISION_VERSION = "1"
@@ -41,17 +42,24 @@ def boot_stage(image: str, purpose: str) -> ContainerVM:
 
 def stage_key(stage: Stage) -> str:
     """A short hash of the base image and every stage file up to ``stage``."""
-    base = image_id(BASE_IMAGE)
+    base = image_id(releases.base_image())
     if base is None:
-        raise RuntimeError(f"no base image {BASE_IMAGE}: run scripts/build-base-images.sh (make test does)")
+        raise RuntimeError(
+            f"no base image {releases.base_image()}: run scripts/build-base-images.sh (make test does)"
+        )
     h = hashlib.sha256(f"{PROVISION_VERSION}\0{base}\0".encode())
     for s in stages_up_to(stage):
         h.update(s.digest().encode())
     return h.hexdigest()[:16]
 
 
+def stage_prefix(stage: Stage) -> str:
+    """The start of the tags of this stage's images on this run's Debian release: d13-05-."""
+    return f"d{releases.current()}-{stage.number:02d}-"
+
+
 def stage_tag(stage: Stage) -> str:
-    return f"{STAGE_REPO}:{stage.number:02d}-{stage_key(stage)}"
+    return f"{STAGE_REPO}:{stage_prefix(stage)}{stage_key(stage)}"
 
 
 def previous(stage: Stage) -> Stage | None:
@@ -65,9 +73,9 @@ def ensure_stage_image(stage: Stage) -> str:
     if image_id(tag):
         return tag
     before = previous(stage)
-    parent = ensure_stage_image(before) if before else BASE_IMAGE
+    parent = ensure_stage_image(before) if before else releases.base_image()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"install-{stage.name}.log"
+    log = LOG_DIR / f"install-d{releases.current()}-{stage.name}.log"
     print(f"\n[hhw] building {tag}: {stage.name}/install.sh on {parent} (log: {log})", file=sys.stderr)
     started = time.monotonic()
     vm = boot_stage(parent, purpose=f"build{stage.number:02d}")
@@ -87,7 +95,7 @@ def ensure_stage_image(stage: Stage) -> str:
         data = vm.volumes[0]
         if not volume_is_empty(data):
             # Keep the VM's Docker data (images built by install.sh) beside the image.
-            kept = f"hhw-stage-{stage.number:02d}-{tag.rsplit('-', 1)[1]}-docker"
+            kept = f"hhw-stage-{stage_prefix(stage)}{tag.rsplit('-', 1)[1]}-docker"
             docker("volume", "rm", "-f", kept, check=False)
             create_volume(kept, copy_of=data, keep=True)
             labels["hhw.docker-data"] = kept
@@ -103,7 +111,7 @@ def prune_stage_images(stage: Stage, keep: str) -> None:
     """Remove older images of the same stage (other keys), so the cache does not grow forever."""
     out = docker("image", "ls", STAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout
     for ref in out.split():
-        if ref != keep and ref.split(":", 1)[1].startswith(f"{stage.number:02d}-"):
+        if ref != keep and ref.split(":", 1)[1].startswith(stage_prefix(stage)):
             data = docker_data_of(ref)
             docker("image", "rm", ref, check=False)
             if data:
@@ -112,15 +120,14 @@ def prune_stage_images(stage: Stage, keep: str) -> None:
 
 # Images a reader's Docker would pull from a registry; the tests have none, so the
 # harness hands them to the VM's Docker when it starts (a drop-in), standing in for `docker pull`.
-PULLED_IMAGES = ("debian:bookworm-slim",)
 PRELOAD_DIR = "/var/cache/hhw-images"
 PRELOAD_DROPIN = "/etc/systemd/system/docker.service.d/hhw-preload.conf"
 
 
 def provide_images(vm: ContainerVM) -> None:
-    """Make PULLED_IMAGES appear in the VM's Docker as soon as it starts (installed now or later)."""
+    """Make the image a reader's Dockerfile pulls (debian:CODENAME-slim) appear in the VM's Docker as soon as it starts (installed now or later)."""
     vm.run(f"mkdir -p {PRELOAD_DIR} {PRELOAD_DROPIN.rsplit('/', 1)[0]}")
-    for ref in PULLED_IMAGES:
+    for ref in (releases.slim_image(),):
         if not image_id(ref):
             raise RuntimeError(f"no image {ref} on this machine: run scripts/build-base-images.sh")
         tar = f"{PRELOAD_DIR}/{ref.replace(':', '_').replace('/', '_')}.tar"

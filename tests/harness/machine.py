@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import releases
+from .tunnel import Tunnel, authorize_key
 from .waits import wait_for
 
 # Flags that make a container boot systemd as PID 1 (see field notes):
@@ -24,11 +26,11 @@ SYSTEMD_FLAGS = [
 ]  # fmt: skip
 
 # Ports of a VM published on this machine's loopback (random host ports).
-VM_PORTS = (80, 443, 8000, 8099)
+# 22: the tests' SSH tunnels (a hub on the VM's loopback is reached as a reader does, through one).
+VM_PORTS = (22, 80, 443, 8000, 8099)
 
 LABEL = "hhw.test"
 OWNER_LABEL = "hhw.owner-pid"  # the pytest process that started it, for stale clean-up
-HELPER_IMAGE = "hhw/vm:bookworm"  # any image with coreutils; this one always exists
 SESSION = uuid.uuid4().hex[:8]
 
 
@@ -105,7 +107,11 @@ class Machine:
         return self.output(f"journalctl {' '.join(args)}")
 
     def url(self, port: int, scheme: str = "http") -> str:
-        """A URL on this machine's loopback that reaches ``port`` of the machine."""
+        """A URL on this machine's loopback that reaches ``port`` of the machine from outside it."""
+        raise NotImplementedError
+
+    def loopback_url(self, port: int, scheme: str = "http") -> str:
+        """A URL that reaches ``port`` on the machine's own loopback (through an SSH tunnel on a VM)."""
         raise NotImplementedError
 
     def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
@@ -135,6 +141,9 @@ class LocalMachine(Machine):
     def url(self, port: int, scheme: str = "http") -> str:
         return f"{scheme}://{self.host}:{port}"
 
+    def loopback_url(self, port: int, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{port}"
+
     def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
         return subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **env}, cwd=cwd)  # fmt: skip
@@ -147,6 +156,7 @@ class ContainerVM(Machine):
     image: str = ""
     ports: dict[int, int] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)  # named volumes removed with the VM
+    tunnels: dict[int, Tunnel] = field(default_factory=dict)  # VM port -> SSH tunnel to its loopback
 
     @classmethod
     def boot(cls, image: str, *, purpose: str = "test", docker_data: str | None = None) -> ContainerVM:
@@ -184,9 +194,18 @@ class ContainerVM(Machine):
         for port in VM_PORTS:
             out = docker("port", self.name, f"{port}/tcp").stdout.split()
             self.ports[port] = int(out[0].rsplit(":", 1)[1])
+        authorize_key(self)
 
     def url(self, port: int, scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self.ports[port]}"
+
+    def loopback_url(self, port: int, scheme: str = "http") -> str:
+        """``ssh -L`` to the VM (as the book tells readers to do), opened once per port."""
+        tunnel = self.tunnels.get(port)
+        if tunnel is None:
+            tunnel = self.tunnels[port] = Tunnel(remote_port=port)
+        tunnel.open(ssh_port=self.ports[22])
+        return f"{scheme}://127.0.0.1:{tunnel.local_port}"
 
     def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
         args = ["exec", "-i"]
@@ -212,9 +231,16 @@ class ContainerVM(Machine):
             docker("cp", "-L", str(bundle), f"{self.name}:{VM_CA_PATH}")
 
     def reboot(self) -> None:
-        """Stop the container (systemd shuts down) and start it again (systemd boots)."""
+        """Stop the container (systemd shuts down) and start it again (systemd boots).
+
+        Its published ports may change; SSH tunnels are opened again on the same local ports.
+        """
+        for tunnel in self.tunnels.values():
+            tunnel.close()
         docker("restart", "-t", "30", self.name, timeout=120)
         self.wait_booted()
+        for tunnel in self.tunnels.values():
+            tunnel.open(ssh_port=self.ports[22])
 
     def stop(self) -> None:
         docker("stop", "-t", "30", self.name, timeout=120)
@@ -226,6 +252,8 @@ class ContainerVM(Machine):
         docker("commit", *changes, self.name, tag, timeout=600)
 
     def remove(self) -> None:
+        for tunnel in self.tunnels.values():
+            tunnel.close()
         docker("rm", "-f", "-v", self.name, check=False, timeout=120)
         if self.volumes:
             docker("volume", "rm", "-f", *self.volumes, check=False, timeout=120)
@@ -233,7 +261,7 @@ class ContainerVM(Machine):
 
 def volume_is_empty(volume: str) -> bool:
     """True when the named volume holds no files."""
-    out = docker("run", "--rm", "-v", f"{volume}:/v:ro", HELPER_IMAGE, "ls", "-A", "/v").stdout
+    out = docker("run", "--rm", "-v", f"{volume}:/v:ro", releases.base_image(), "ls", "-A", "/v").stdout
     return not out.strip()
 
 
@@ -247,7 +275,7 @@ def create_volume(volume: str, copy_of: str | None = None, *, keep: bool = False
     docker("volume", "create", *labels, volume)
     if copy_of:
         docker("run", "--rm", "--cap-add", "SYS_ADMIN", "-v", f"{copy_of}:/from:ro", "-v", f"{volume}:/to",
-               HELPER_IMAGE, "cp", "-a", "/from/.", "/to/", timeout=900)  # fmt: skip
+               releases.base_image(), "cp", "-a", "/from/.", "/to/", timeout=900)  # fmt: skip
 
 
 def remove_session_containers() -> None:
