@@ -19,6 +19,25 @@ c.JupyterHub.spawner_class = "localprocess"
 # Who may log in, and who administers the hub (admins may log in too).
 c.Authenticator.allowed_users = {"alice", "bob"}
 c.Authenticator.admin_users = {"alice"}
+# Only the names above, not everyone the hub has ever seen. (With allowed_users
+# set, allow_existing_users defaults to True: every user in the database may log
+# in, so taking a name out of allowed_users would not lock that user out.)
+c.Authenticator.allow_existing_users = False
+# Refused whatever any other rule says. Empty: add a name to lock someone out now.
+c.Authenticator.blocked_users = set()
+
+# The token each user's server gets ($JUPYTERHUB_API_TOKEN): JupyterHub's default
+# two scopes, plus listing and reading users, their servers, and the proxy's
+# routes. A server gets only the part of this list its owner holds: alice (an
+# admin) can list every user from her notebook; bob's token reads bob alone.
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "list:users",
+    "read:users",
+    "read:servers",
+    "proxy",
+]
 
 # State: the database and the proxy's pid file, in a directory only root can read.
 c.JupyterHub.db_url = "sqlite:////var/lib/jupyterhub/jupyterhub.sqlite"

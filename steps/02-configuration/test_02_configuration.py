@@ -7,6 +7,9 @@ import re
 import subprocess
 import sys
 
+from tests.harness import users
+from tests.harness.kernels import one_plus_one, run_notebook
+from tests.harness.ports import assert_loopback_only
 from tests.harness.stages import REPO, STEPS
 from tests.harness.waits import wait_for
 
@@ -98,8 +101,91 @@ def test_hub_refuses_a_cookie_secret_others_can_read(hub):
     hub.wait_up()
 
 
+def test_hub_listens_on_loopback_only(hub):
+    assert_loopback_only(hub.machine, 8000)
+
+
+def test_check_your_hub_notebook_inside_alices_server(hub, people):
+    """As the chapter says: upload the notebook to alice's JupyterLab, run all cells, see every user and route."""
+    client = hub.session(people["alice"])
+    client.ensure_server("alice")
+    assert one_plus_one(client, "alice") == "2"
+    users.upload(client, "alice", REPO / "book" / "check-your-hub.ipynb")
+    outputs = run_notebook(client, "alice", "check-your-hub.ipynb")
+    text = "\n".join(outputs)
+    print(text)
+    assert "JupyterHub 6.1.1" in text
+    assert "alice (admin)" in text
+    assert re.search(r"^bob +admin=False", text, re.M), "the users list (server token with read:users) is missing"
+    assert re.search(r"^/user/alice/ +-> http://127\.0\.0\.1:\d+", text, re.M), "the proxy's routes are missing"
+
+
+def test_check_your_hub_notebook_in_bobs_server_shows_only_bob(hub, people):
+    """bob's server token holds only what bob may read: no user list, no routes."""
+    client = hub.session(people["bob"])
+    client.ensure_server("bob")
+    users.upload(client, "bob", REPO / "book" / "check-your-hub.ipynb")
+    text = "\n".join(run_notebook(client, "bob", "check-your-hub.ipynb"))
+    assert "bob (not an admin)" in text
+    assert "not an admin: the hub would answer 403 Forbidden to /users" in text
+    assert "alice" not in text
+
+
+def test_removing_an_admin_from_the_config_does_not_revoke(hub, people):
+    """admin_users only grants: bob, made admin once, stays admin after his name leaves the config."""
+    make_bob_admin = 's/^c.Authenticator.admin_users = .*/c.Authenticator.admin_users = {"alice", "bob"}/'
+    with hub.edited_config(sed=make_bob_admin):
+        assert hub.session(people["bob"]).get("/hub/admin").status_code == 200
+    # The config names alice alone again, and the hub restarted: bob is still an admin.
+    bob = hub.session(people["bob"])
+    assert bob.get("/hub/admin").status_code == 200, "bob lost admin rights without being revoked"
+    # Revoke: an admin sets admin=false through the REST API (or the admin page's "Edit User").
+    alice = hub.session(people["alice"])
+    token = alice.create_token("alice", note="revoke bob")
+    r = alice.api("PATCH", "/users/bob", token, json={"admin": False})
+    assert r.status_code == 200 and r.json()["admin"] is False
+    assert hub.session(people["bob"]).get("/hub/admin").status_code == 403
+
+
+def test_name_taken_out_of_allowed_users_is_locked_out(hub, people):
+    """allow_existing_users = False: only the names in allowed_users count, not the database."""
+    without_bob = 's/^c.Authenticator.allowed_users = .*/c.Authenticator.allowed_users = {"alice"}/'
+    with hub.edited_config(sed=without_bob):
+        r = hub.client().login("bob", people["bob"].password)
+        assert r.status_code == 403
+        assert "User 'bob' not allowed." in hub.journal()
+
+
+def test_with_allow_existing_users_a_removed_name_still_logs_in(hub, people):
+    """JupyterHub's default when allowed_users is set: everyone in the database may still log in."""
+    without_bob = (
+        's/^c.Authenticator.allowed_users = .*/c.Authenticator.allowed_users = {"alice"}/;'
+        "s/^c.Authenticator.allow_existing_users = .*/c.Authenticator.allow_existing_users = True/"
+    )
+    with hub.edited_config(sed=without_bob):
+        assert hub.client().login("bob", people["bob"].password).status_code == 302
+
+
+def test_blocked_user_is_refused_although_allowed(hub, people):
+    with hub.edited_config(sed="s/^c.Authenticator.blocked_users = .*/c.Authenticator.blocked_users = {'bob'}/"):
+        client = hub.client()
+        r = client.login("bob", people["bob"].password)
+        assert r.status_code == 403 and client.login_error(r) == "Invalid username or password"
+        assert "User 'bob' blocked." in hub.journal()
+
+
+def test_allowed_groups_lets_a_unix_group_in(hub, outsider):
+    """PAM: allow a Unix group instead of naming each user (mallory joins the group, and gets in)."""
+    hub.machine.run(f"groupadd --force hub-users && usermod -aG hub-users {outsider.name}")
+    try:
+        with hub.edited_config(append=('c.PAMAuthenticator.allowed_groups = {"hub-users"}',)):
+            assert hub.client().login(outsider.name, outsider.password).status_code == 302
+    finally:
+        hub.machine.run("groupdel hub-users", check=False)
+
+
 def test_check_your_hub_notebook_runs(hub, people):
-    """The book's "check your hub" notebook runs clean (nbval) against this hub with alice's token."""
+    """The same notebook run from outside the hub (nbval), with a token from /hub/token, as its text says."""
     alice = people["alice"]
     client = hub.client()
     assert client.login(alice.name, alice.password).status_code == 302

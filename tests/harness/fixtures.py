@@ -32,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="container: a fresh test VM per stage (default); "
                          "local: this machine, as root (your own VM, built by the book)")  # fmt: skip
     group.addoption("--debian", choices=sorted(releases.RELEASES), default=None,
-                    help=f"Debian release of the test VMs (default: ${releases.ENV} or {releases.DEFAULT})")  # fmt: skip
+                    help=f"Debian release of test VMs (default: ${releases.ENV} or {releases.DEFAULT})")  # fmt: skip
     group.addoption("--keep-vm", action="store_true", help="leave test VMs running, for a look inside")
     group.addoption("--update-screenshots", action="store_true", help="overwrite the book's screenshots")
 

@@ -44,9 +44,7 @@ def stage_key(stage: Stage) -> str:
     """A short hash of the base image and every stage file up to ``stage``."""
     base = image_id(releases.base_image())
     if base is None:
-        raise RuntimeError(
-            f"no base image {releases.base_image()}: run scripts/build-base-images.sh (make test does)"
-        )
+        raise RuntimeError(f"no base image {releases.base_image()}: run scripts/build-base-images.sh (make test does)")
     h = hashlib.sha256(f"{PROVISION_VERSION}\0{base}\0".encode())
     for s in stages_up_to(stage):
         h.update(s.digest().encode())
@@ -125,7 +123,7 @@ PRELOAD_DROPIN = "/etc/systemd/system/docker.service.d/hhw-preload.conf"
 
 
 def provide_images(vm: ContainerVM) -> None:
-    """Make the image a reader's Dockerfile pulls (debian:CODENAME-slim) appear in the VM's Docker as soon as it starts (installed now or later)."""
+    """Make debian:CODENAME-slim (what a reader's Dockerfile pulls) appear in the VM's Docker when it starts."""
     vm.run(f"mkdir -p {PRELOAD_DIR} {PRELOAD_DROPIN.rsplit('/', 1)[0]}")
     for ref in (releases.slim_image(),):
         if not image_id(ref):

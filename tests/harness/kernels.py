@@ -70,9 +70,48 @@ class Kernel:
                 return "".join(out)
         raise AssertionError(f"no reply from {self.username}'s kernel within {timeout:.0f} s to {code!r}")
 
-    @property
-    def connected(self) -> bool:
-        return bool(self.ws.connected)
+    def alive(self) -> bool:
+        """True when the WebSocket still carries messages (a kernel_info round trip within 5 s)."""
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "kernel_info_request", "session": self.session,
+                  "username": self.username, "version": "5.3", "date": ""}  # fmt: skip
+        try:
+            self.ws.send(json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": {},
+                                     "channel": "shell", "buffers": []}))  # fmt: skip
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+                reply = json.loads(self.ws.recv())
+                if reply.get("parent_header", {}).get("msg_id") == msg_id and reply["msg_type"] == "kernel_info_reply":
+                    return True
+        except (websocket.WebSocketException, OSError):
+            return False
+        return False
+
+    def reconnect(self) -> None:
+        """Open a new WebSocket to the same kernel, as JupyterLab does after losing its connection."""
+        self.ws.close()
+        self.ws = connect(self.client, self.username, self.id)
+
+
+def connect(client: HubClient, username: str, kernel_id: str, timeout: float = 60) -> websocket.WebSocket:
+    """Open the kernel's WebSocket as the browser does: the same URL, cookies and Origin."""
+    path = f"/user/{username}/api/kernels/{kernel_id}/channels"
+    parts = urlsplit(client.base_url)
+    host = str(client.session.headers.get("Host") or parts.netloc)  # an HTTPS hub is reached by its name
+    sslopt: dict = {}
+    if parts.scheme == "https":
+        sslopt = {"server_hostname": host.split(":")[0], "check_hostname": True, "cert_reqs": ssl.CERT_REQUIRED}
+        if isinstance(client.verify, str):
+            sslopt["ca_certs"] = client.verify
+    return websocket.create_connection(
+        _ws_url(client, path) + f"?session_id={uuid.uuid4().hex}",
+        header={"Cookie": _cookie_header(client, path)},
+        host=host,
+        origin=f"{parts.scheme}://{host}",
+        sslopt=sslopt,
+        timeout=timeout,
+    )
 
 
 @contextmanager
@@ -82,28 +121,11 @@ def kernel(client: HubClient, username: str, timeout: float = 60) -> Iterator[Ke
     r = client.post(f"/user/{username}/api/kernels", json={"name": "python3"}, headers=headers)
     assert r.status_code == 201, f"starting a kernel in {username}'s server: {r.status_code} {r.text[:300]}"
     kernel_id = r.json()["id"]
-    path = f"/user/{username}/api/kernels/{kernel_id}/channels"
-    parts = urlsplit(client.base_url)
-    host = client.session.headers.get("Host") or parts.netloc  # an HTTPS hub is reached by its name
-    sslopt: dict = {}
-    if parts.scheme == "https":
-        name = str(host).split(":")[0]
-        sslopt = {"server_hostname": name, "check_hostname": True, "cert_reqs": ssl.CERT_REQUIRED}
-        if isinstance(client.verify, str):
-            sslopt["ca_certs"] = client.verify
-    scheme = "https" if parts.scheme == "https" else "http"
-    ws = websocket.create_connection(
-        _ws_url(client, path) + f"?session_id={uuid.uuid4().hex}",
-        header={"Cookie": _cookie_header(client, path)},
-        host=str(host),
-        origin=f"{scheme}://{host}",
-        sslopt=sslopt,
-        timeout=timeout,
-    )
+    k = Kernel(client, username, kernel_id, connect(client, username, kernel_id, timeout))
     try:
-        yield Kernel(client, username, kernel_id, ws)
+        yield k
     finally:
-        ws.close()
+        k.ws.close()
         client.request("DELETE", f"/user/{username}/api/kernels/{kernel_id}", headers=headers)
 
 
@@ -111,3 +133,17 @@ def one_plus_one(client: HubClient, username: str) -> str:
     """Run ``1+1`` in a new kernel of NAME's server through the public URL; return what it answered."""
     with kernel(client, username) as k:
         return k.execute("1+1").strip()
+
+
+def run_notebook(client: HubClient, username: str, path: str) -> list[str]:
+    """Run every code cell of the notebook ``path`` in NAME's server, as "Run All Cells" does there.
+
+    The notebook is read from the user's server (upload it first); each cell's output is returned.
+    Raises AssertionError with the traceback of the first cell that fails.
+    """
+    headers = {"X-XSRFToken": client.xsrf(f"/user/{username}/")}
+    r = client.get(f"/user/{username}/api/contents/{path}", params={"content": "1"}, headers=headers)
+    assert r.status_code == 200, f"reading {path} from {username}'s server: {r.status_code} {r.text[:300]}"
+    cells = [c for c in r.json()["content"]["cells"] if c["cell_type"] == "code"]
+    with kernel(client, username) as k:
+        return [k.execute("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in cells]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import requests
 
@@ -62,3 +63,15 @@ def container(machine: Machine, name: str) -> dict | None:
 def volume_exists(machine: Machine, name: str) -> bool:
     """True when the machine's Docker has a volume of that name."""
     return machine.run(f"docker volume inspect {shlex.quote(name)}", check=False).returncode == 0
+
+
+def upload(client: HubClient, username: str, local: Path, name: str | None = None) -> str:
+    """Upload a file (a notebook, say) into the user's work directory, as JupyterLab's upload does."""
+    name = name or local.name
+    if local.suffix == ".ipynb":
+        model = {"type": "notebook", "format": "json", "content": json.loads(local.read_text())}
+    else:
+        model = {"type": "file", "format": "text", "content": local.read_text()}
+    r = contents(client, username, "PUT", name, json=model)
+    assert r.status_code in (200, 201), f"uploading {name}: {r.status_code} {r.text[:300]}"
+    return name
