@@ -35,6 +35,17 @@ usermod --shell /usr/sbin/nologin alice
 usermod --shell /usr/sbin/nologin bob
 # [end:shells]
 
+# [start:firewall]
+# Default deny: only SSH from the network, and containers to the hub's API.
+apt-get install -y nftables
+install -m 0644 firewall.nft /etc/hub-firewall.nft
+nft --check -f /etc/hub-firewall.nft
+install -m 0644 hub-firewall.service /etc/systemd/system/hub-firewall.service
+systemctl daemon-reload
+systemctl enable --now hub-firewall.service
+nft list chain inet hub_firewall input
+# [end:firewall]
+
 # [start:config]
 install -m 0644 jupyterhub_config.py /etc/jupyterhub/jupyterhub_config.py
 # [end:config]

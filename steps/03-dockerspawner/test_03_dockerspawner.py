@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tests.harness import users
 from tests.harness.hubclient import HubClient
+from tests.harness.kernels import kernel, one_plus_one
+from tests.harness.ports import assert_loopback_only
 from tests.harness.waits import wait_for
 
 SMALL, SCIPY = "JupyterLab", "JupyterLab with NumPy, pandas and Matplotlib"
@@ -14,6 +16,9 @@ LOOPBACK_CONTAINER_LOG = (
     "Cannot connect to host 127.0.0.1:8081",
 )
 LOOPBACK_HUB_LOG = "server never showed up at"
+FIREWALL_CONTAINER_LOG = (
+    "Failed to connect to my Hub at http://172.18.0.1:8081/hub/api (attempt 1/5). Is it running?",
+)
 
 
 def admin_token(hub, people) -> tuple[HubClient, str]:
@@ -53,6 +58,7 @@ def test_spawn_runs_users_container(hub, people, screenshot):
     assert info and info["State"]["Running"]
     assert info["Config"]["Image"] == IMAGES[SMALL]
     assert hub.machine.output("docker exec jupyter-alice id -un") == "jovyan"
+    assert one_plus_one(client, "alice") == "2"
     screenshot(hub.url + "/user/alice/lab", "03-jupyterlab", login=(alice.name, alice.password),
                wait_for=".jp-LauncherCard")  # fmt: skip
 
@@ -89,6 +95,45 @@ def test_second_image_runs_that_image(hub, people):
     assert client.server_api("bob", "status").status_code == 200
 
 
+def test_hub_listens_on_loopback_only(hub):
+    assert_loopback_only(hub.machine, 8000)
+
+
+def test_users_have_no_login_shell(hub, people):
+    """Their servers run in containers: a hub password no longer opens a shell on the machine."""
+    for name in ("alice", "bob"):
+        assert hub.machine.output(f"getent passwd {name}").endswith(":/usr/sbin/nologin")
+    proc = hub.machine.run("su - alice -c true", check=False)
+    assert proc.returncode != 0 and "This account is currently not available." in proc.stdout + proc.stderr
+    hub.session(people["alice"])  # the hub's PAM login does not care about the shell
+
+
+def test_docker_restart_leaves_servers_running(hub, people):
+    """live-restore: restarting the Docker Engine (an upgrade) does not stop users' containers."""
+    assert hub.machine.output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
+    client = start(hub, people, "alice")
+    before = users.container(hub.machine, "jupyter-alice")
+    with kernel(client, "alice") as k:
+        k.execute("x = 41")
+        hub.machine.run("systemctl restart docker")
+        after = users.container(hub.machine, "jupyter-alice")
+        assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
+        assert k.execute("print(x + 1)").strip() == "42", "the kernel lost its state"
+    assert client.server_api("alice", "status").status_code == 200
+
+
+def test_open_notebook_reconnects_after_hub_restart(hub, people):
+    """The hub starts CHP, so a hub restart restarts the proxy: open connections drop, the kernel lives on."""
+    client = start(hub, people, "bob")
+    with kernel(client, "bob") as k:
+        k.execute("x = 41")
+        hub.restart()
+        client.wait_server("bob", timeout=60)
+        assert not k.alive(), "the WebSocket survived a restart of the proxy it went through"
+        k.reconnect()  # what JupyterLab does by itself
+        assert k.execute("print(x + 1)").strip() == "42", "the kernel lost its state"
+
+
 def test_hub_restart_leaves_container_running(hub, people):
     client = start(hub, people, "bob")
     before = users.container(hub.machine, "jupyter-bob")["Id"]
@@ -115,26 +160,56 @@ def test_image_never_built_fails_clearly(hub, people):
         assert NOT_BUILT_PAGE in hub.journal(lines=100)
 
 
+def failed_spawn(hub, people, name: str) -> str:
+    """Start NAME's server from the form, wait until the hub gives up; return the container's last log."""
+    client = hub.session(people[name])
+    client.get("/hub/spawn")
+    r = client.post("/hub/spawn", data={"image": SMALL, "_xsrf": client.xsrf()})
+    assert r.status_code == 200 and f"/hub/spawn-pending/{name}" in r.url
+    seen: list[str] = []
+
+    def spawn_failed() -> bool:
+        logs = hub.machine.run(f"docker logs jupyter-{name} 2>&1", check=False)
+        if logs.returncode == 0 and logs.stdout.strip():
+            seen.append(logs.stdout)  # the container is removed when the hub gives up
+        return "Spawn failed" in client.get(f"/hub/spawn-pending/{name}").text
+
+    wait_for(f"the hub to give up on {name}'s server", spawn_failed, timeout=150, interval=2)
+    wait_for(f"{name}'s failed container to be removed",
+             lambda: users.container(hub.machine, f"jupyter-{name}") is None)  # fmt: skip
+    return seen[-1] if seen else ""
+
+
 def test_hub_ip_loopback_leaves_container_unable_to_reach_hub(hub, people):
     """The classic mistake: hub_ip left at 127.0.0.1, which inside a container is the container itself."""
     ensure_stopped(hub, people, "bob")
     with hub.edited_config(append=('c.JupyterHub.hub_ip = "127.0.0.1"',)):
-        client = hub.session(people["bob"])
-        client.get("/hub/spawn")
-        r = client.post("/hub/spawn", data={"image": SMALL, "_xsrf": client.xsrf()})
-        assert r.status_code == 200 and "/hub/spawn-pending/bob" in r.url
-        seen: list[str] = []
-
-        def spawn_failed() -> bool:
-            logs = hub.machine.run("docker logs jupyter-bob 2>&1", check=False)
-            if logs.returncode == 0 and logs.stdout.strip():
-                seen.append(logs.stdout)  # the container is removed when the hub gives up
-            page = client.get("/hub/spawn-pending/bob")
-            return "Spawn failed" in page.text
-
-        wait_for("the hub to give up on bob's server", spawn_failed, timeout=120, interval=2)
-        container_log = seen[-1] if seen else ""
+        container_log = failed_spawn(hub, people, "bob")
         for message in LOOPBACK_CONTAINER_LOG:
             assert message in container_log, container_log[-2000:]
         assert LOOPBACK_HUB_LOG in hub.journal(lines=200)
-        wait_for("bob's failed container to be removed", lambda: users.container(hub.machine, "jupyter-bob") is None)
+
+
+def test_firewall_lets_in_only_ssh_and_containers_to_the_hub(hub):
+    chain = hub.machine.output("nft list chain inet hub_firewall input")
+    assert "policy drop;" in chain
+    accepted = [line.strip() for line in chain.splitlines() if "dport" in line and line.strip().endswith("accept")]
+    assert accepted == ["tcp dport 22 accept", 'iifname "docker0" tcp dport 8081 accept']
+    assert hub.machine.output("systemctl is-enabled hub-firewall") == "enabled"
+
+
+def test_default_deny_firewall_without_the_docker0_rule_breaks_spawns(hub, people):
+    """The firewall without its docker0 rule: containers cannot reach the hub; put the rule back, spawns work."""
+    ensure_stopped(hub, people, "bob")
+    rules = "/etc/hub-firewall.nft"
+    hub.machine.run(f"cp -p {rules} {rules}.hhw-saved && sed -i '/iifname \"docker0\"/d' {rules}")
+    try:
+        hub.machine.run("systemctl reload hub-firewall")
+        container_log = failed_spawn(hub, people, "bob")
+        print(container_log[-1500:])
+        for message in FIREWALL_CONTAINER_LOG:
+            assert message in container_log, container_log[-2000:]
+    finally:
+        hub.machine.run(f"mv {rules}.hhw-saved {rules} && systemctl reload hub-firewall")
+    client = start(hub, people, "bob")
+    assert one_plus_one(client, "bob") == "2"

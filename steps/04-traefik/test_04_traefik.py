@@ -11,7 +11,9 @@ import requests
 
 from tests.harness import users
 from tests.harness.hubclient import HubClient
+from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import ContainerVM
+from tests.harness.ports import assert_loopback_only
 from tests.harness.waits import wait_for
 
 API = "http://127.0.0.1:8099/api"
@@ -39,6 +41,7 @@ def traefik_api(hub, path: str, auth: str | None = "right") -> tuple[int, str]:
 def test_login_spawn_and_server_through_traefik(hub, people):
     client = running(hub, people, "alice")
     assert client.server_api("alice", "status").status_code == 200
+    assert one_plus_one(client, "alice") == "2", "code does not run: does the WebSocket pass Traefik?"
     users.write_text(client, "alice", "via-traefik.txt", "through Traefik\n")
     assert users.read_text(client, "alice", "via-traefik.txt") == "through Traefik\n"
     # Traefik runs, started by the hub (in its unit); configurable-http-proxy does not.
@@ -46,6 +49,22 @@ def test_login_spawn_and_server_through_traefik(hub, people):
     assert "traefik --configfile /var/lib/jupyterhub/traefik.toml" in procs
     assert hub.machine.run("pgrep -f configurable-http-proxy", check=False).returncode == 1
     assert "Using Proxy: jupyterhub_traefik_proxy.fileprovider.TraefikFileProviderProxy-2.1.0" in hub.journal()
+
+
+def test_hub_listens_on_loopback_only(hub):
+    assert_loopback_only(hub.machine, 8000)
+
+
+def test_open_notebook_reconnects_after_hub_restart(hub, people):
+    """The hub starts Traefik, so a hub restart restarts the proxy: open connections drop, the kernel lives on."""
+    client = running(hub, people, "alice")
+    with kernel(client, "alice") as k:
+        k.execute("x = 41")
+        hub.restart()
+        client.wait_server("alice", timeout=60)
+        assert not k.alive(), "the WebSocket survived a restart of the proxy it went through"
+        k.reconnect()  # what JupyterLab does by itself
+        assert k.execute("print(x + 1)").strip() == "42", "the kernel lost its state"
 
 
 def test_server_survives_hub_restart_behind_traefik(hub, people):

@@ -6,12 +6,40 @@ import time
 
 import pytest
 
+from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import ContainerVM
+from tests.harness.ports import assert_loopback_only
 from tests.harness.results import exposure, record
 from tests.harness.users import read_text, write_text
 from tests.harness.waits import wait_for
 
 UNITS = ("traefik", "jupyterhub")
+# A route to nowhere (Traefik answers 502 once it applies it), written as the hub writes its routes.
+PROBE_ROUTE = """
+[http.routers.hhw-probe]
+  rule = "PathPrefix(`/hhw-probe/`)"
+  entryPoints = ["http"]
+  service = "hhw-probe"
+[http.services.hhw-probe.loadBalancer]
+  [[http.services.hhw-probe.loadBalancer.servers]]
+    url = "http://127.0.0.1:9"
+"""
+# Milliseconds from writing a routes file (atomically, as the hub does) to Traefik serving it.
+ROUTE_LATENCY = f"""
+set -e
+cd /var/lib/jupyterhub-proxy
+probe() {{ curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8000/hhw-probe/; }}
+rm -f hhw-probe.toml; sleep 3
+start=$(date +%s%N)
+cat > hhw-probe.toml.new <<'ROUTE'
+{PROBE_ROUTE}
+ROUTE
+chmod 0640 hhw-probe.toml.new && mv hhw-probe.toml.new hhw-probe.toml
+for i in $(seq 1 1000); do [ "$(probe)" = 502 ] && break; sleep 0.01; done
+end=$(date +%s%N)
+rm -f hhw-probe.toml
+echo $(( (end - start) / 1000000 ))
+"""
 UNIT_FILES = " ".join(f"/etc/systemd/system/{u}.service" for u in UNITS)
 
 
@@ -28,6 +56,43 @@ def test_units_are_enabled_and_active(hub):
         assert hub.machine.output(f"systemctl is-active {unit}") == "active"
     assert hub.machine.output("ps -o user= -C traefik") == "traefik"
     assert hub.machine.output("systemctl show -p User --value traefik") == "traefik"
+
+
+def test_code_runs_through_traefik_and_hub_listens_on_loopback_only(hub, people):
+    client = running_server(hub, people)
+    assert one_plus_one(client, "alice") == "2"
+    assert_loopback_only(hub.machine, 8000)
+
+
+def test_open_notebook_keeps_its_connection_across_hub_restart(hub, people):
+    """Traefik runs on its own now: restarting the hub does not touch an open notebook's WebSocket."""
+    client = running_server(hub, people)
+    with kernel(client, "alice") as k:
+        k.execute("x = 41")
+        hub.restart()
+        assert k.alive(), "the WebSocket dropped although only the hub restarted"
+        assert k.execute("print(x + 1)").strip() == "42"
+
+
+def route_latency_ms(hub, runs: int = 5) -> list[int]:
+    """Milliseconds from a routes file written to Traefik serving the route, ``runs`` times."""
+    return [int(hub.machine.output(ROUTE_LATENCY, timeout=60)) for _ in range(runs)]
+
+
+def test_route_changes_apply_within_a_fraction_of_a_second(hub):
+    """providersThrottleDuration: the shipped 100ms against Traefik's default 2 s (recorded, not timed)."""
+    shipped = route_latency_ms(hub)
+    config = "/etc/traefik/traefik.toml"
+    hub.machine.run(f"cp -p {config} {config}.hhw-saved && sed -i '/providersThrottleDuration/d' {config}")
+    try:
+        hub.machine.run("systemctl restart traefik && systemctl start jupyterhub")
+        hub.wait_up()
+        default = route_latency_ms(hub)
+    finally:
+        hub.machine.run(f"mv {config}.hhw-saved {config} && systemctl restart traefik && systemctl start jupyterhub")
+        hub.wait_up()
+    record("route-latency-ms", {"providersThrottleDuration=100ms": shipped, "traefik default (2s)": default})
+    assert max(shipped) < min(default), f"100ms: {shipped} ms; default: {default} ms"
 
 
 def test_unit_files_verify_clean(hub):
