@@ -3,8 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The Debian release of the test VMs (13 = trixie, the book's; 12 = bookworm, still proven).
+DEBIAN ?= 13
 
-.PHONY: book test setup lint clean
+.PHONY: book test test-all setup lint clean
 
 # The virtualenv, rebuilt when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -17,14 +19,21 @@ book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . --all --warningiserror --keep-going --quiet
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
-## setup: Docker Engine, debootstrap and Chromium on this machine; the base images.
+## setup: Docker Engine, debootstrap, SSH and Chromium on this machine; the base images.
 setup: $(VENV)/.installed
 	bash scripts/setup-host.sh
 	bash scripts/build-base-images.sh
 
-## test: set up, then run every test: all stages, the repo-level tests, the book build.
+## test: every stage, the repo-level tests and the book build on Debian $(DEBIAN);
+## with the default (13), stages 01-02 on Debian 12 too.
 test: setup
-	bash scripts/run-tests.sh
+	HHW_DEBIAN=$(DEBIAN) bash scripts/run-tests.sh
+	@if [ "$(DEBIAN)" = 13 ]; then HHW_DEBIAN=12 bash scripts/run-tests.sh steps/01 steps/02; fi
+
+## test-all: every stage on Debian 13, then every stage on Debian 12.
+test-all: setup
+	HHW_DEBIAN=13 bash scripts/run-tests.sh
+	HHW_DEBIAN=12 bash scripts/run-tests.sh steps
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Run every test (all stages, the repo-level tests, the book build) and fail loudly
-# when pytest collected nothing: its exit code 5 must never pass as green.
+# Run the tests (all of them, or the paths given) on test VMs of Debian $HHW_DEBIAN
+# (13 when unset), and fail loudly when pytest collected nothing: its exit code 5
+# must never pass as green.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+release="${HHW_DEBIAN:-13}"
 started=$(date +%s)
-.venv/bin/pytest --durations=12 "$@"
+echo "[run-tests] Debian $release test VMs: pytest ${*:-(every test)}"
+.venv/bin/pytest --debian "$release" --durations=12 "$@"
 rc=$?
-echo "[run-tests] pytest exited $rc after $(( $(date +%s) - started )) s"
+echo "[run-tests] Debian $release: pytest exited $rc after $(( $(date +%s) - started )) s"
 # Measurements the tests recorded (spawn, restart and issuance times, security scores).
 for f in .cache/results/*.json; do
     [ -e "$f" ] && echo "[run-tests] $(basename "$f" .json): $(tr -d '\n ' < "$f")"

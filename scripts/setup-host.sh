@@ -16,6 +16,7 @@ fi
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing from Debian: ${missing[*]}"

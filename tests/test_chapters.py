@@ -48,3 +48,29 @@ def test_every_what_goes_wrong_box_is_in_the_troubleshooting_index():
             if f"{stage.number:02d}: {title}]" not in index:
                 missing.append(f"{page.name}: {title}")
     assert not missing, f"add these to book/troubleshooting.md: {missing}"
+
+
+TROUBLE_ROW = re.compile(
+    r"^\| (?P<see>.+?) \| .+? \| .+? \| \[(?P<nn>\d\d): [^\]]+\]\([^)]+\) \| `(?P<test>test_\w+)` \|$"
+)
+
+
+def test_every_troubleshooting_row_is_provoked_by_a_test_that_asserts_its_text():
+    """Each row names the test that provokes it; that test exists, and its module asserts every quoted message."""
+    lines = (BOOK / "troubleshooting.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith(("| You see", "| ---"))]
+    assert rows, "no rows in book/troubleshooting.md"
+    problems = []
+    for row in rows:
+        m = TROUBLE_ROW.match(row)
+        if not m:
+            problems.append(f"row without a box link and a test name: {row[:80]}")
+            continue
+        stage = next(s for s in all_stages() if s.number == int(m["nn"]))
+        source = "\n".join(p.read_text() for p in stage.path.glob("test_*.py"))
+        if f"def {m['test']}(" not in source:
+            problems.append(f"{m['nn']}: no test {m['test']}")
+        for message in re.findall(r"`([^`]+)`", m["see"]):
+            if message not in source:
+                problems.append(f"{m['nn']}: {m['test']}'s module never asserts {message!r}")
+    assert not problems, "\n".join(problems)

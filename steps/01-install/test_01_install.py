@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tests.harness.kernels import one_plus_one
 from tests.harness.ports import assert_loopback_only
+from tests.harness.results import record
+from tests.harness.versions import check as check_versions
 
 NOT_ALLOWED_LOG = "User 'mallory' not allowed."
 
@@ -72,5 +74,13 @@ def test_starting_twice_names_the_running_unit(hub):
     """start.sh while the hub runs: systemd-run refuses, and says why."""
     proc = hub.start(check=False)
     assert proc.returncode != 0
-    assert "Unit jupyterhub.service was already loaded or has a fragment file." in proc.stderr
+    assert (
+        "Failed to start transient service unit: Unit jupyterhub.service was already loaded or has a fragment file."
+    ) in proc.stderr
     hub.wait_up()
+
+
+def test_versions_are_those_the_book_lists(hub):
+    """book/intro.md's versions table, column of this machine's Debian release."""
+    parts = ("Debian", "systemd", "Python", "Node.js", "configurable-http-proxy", "JupyterHub", "JupyterLab")
+    record("versions-01", check_versions(hub.machine, parts))

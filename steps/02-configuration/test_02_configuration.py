@@ -32,6 +32,7 @@ def test_non_admin_is_refused_admin_page(hub, people):
     assert client.login(bob.name, bob.password).status_code == 302
     r = client.get("/hub/admin")
     assert r.status_code == 403
+    assert "403 : Forbidden" in r.text
 
 
 def test_admin_token_lists_users(hub, people):
@@ -78,10 +79,28 @@ def test_login_survives_hub_restart(hub, people):
     assert client.logged_in(), "the login cookie no longer works after a restart: was the cookie secret kept?"
 
 
+def test_a_new_cookie_secret_logs_everybody_out(hub, people):
+    """A lost or replaced cookie secret: every login cookie stops working at the next start."""
+    client = hub.session(people["bob"])
+    secret = SECRETS[0]
+    hub.machine.run(f"cp -p {secret} {secret}.hhw-saved")
+    try:
+        hub.machine.run(f"umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > {secret}")
+        hub.restart()
+        r = client.get("/hub/home", allow_redirects=False)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/hub/login"), "still logged in"
+    finally:
+        hub.machine.run(f"mv {secret}.hhw-saved {secret}")
+        hub.restart()
+
+
 def test_reference_config_was_generated(hub):
     reference = hub.machine.output("cat /etc/jupyterhub/jupyterhub_config.reference.py")
     assert "# c.Authenticator.admin_users = set()" in reference
     assert "# c.JupyterHub.cookie_secret_file = 'jupyterhub_cookie_secret'" in reference
+    # The chapter calls it "a 3,201-line file" with 393 options.
+    assert len(reference.splitlines()) == 3201
+    assert sum(line.startswith("# c.") for line in reference.splitlines()) == 393
 
 
 def test_hub_refuses_a_cookie_secret_others_can_read(hub):

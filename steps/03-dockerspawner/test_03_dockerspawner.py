@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.harness import users
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.ports import assert_loopback_only
+from tests.harness.results import record
+from tests.harness.versions import check as check_versions
 from tests.harness.waits import wait_for
 
 SMALL, SCIPY = "JupyterLab", "JupyterLab with NumPy, pandas and Matplotlib"
@@ -16,8 +20,16 @@ LOOPBACK_CONTAINER_LOG = (
     "Cannot connect to host 127.0.0.1:8081",
 )
 LOOPBACK_HUB_LOG = "server never showed up at"
-FIREWALL_CONTAINER_LOG = (
-    "Failed to connect to my Hub at http://172.18.0.1:8081/hub/api (attempt 1/5). Is it running?",
+FIREWALL_CONTAINER_LAST = "Skipped non-installed server(s): " + (
+    "basedpyright, bash-language-server, dockerfile-language-server-nodejs, javascript-typescript-langserver, "
+    "jedi-language-server, julia-language-server, pyrefly, pyright, python-language-server, python-lsp-server, "
+    "r-languageserver, sql-language-server, texlab, typescript-language-server, unified-language-server, "
+    "vscode-css-languageserver-bin, vscode-html-languageserver-bin, vscode-json-languageserver-bin, "
+    "yaml-language-server"
+)
+FIREWALL_PAGE = "didn't respond in 30 seconds"
+FIREWALL_HUB_LOG = (
+    r"bob's server never showed up at http://172\.18\.0\.\d+:8888/user/bob/ after 30 seconds\. Giving up\."
 )
 
 
@@ -160,31 +172,35 @@ def test_image_never_built_fails_clearly(hub, people):
         assert NOT_BUILT_PAGE in hub.journal(lines=100)
 
 
-def failed_spawn(hub, people, name: str) -> str:
-    """Start NAME's server from the form, wait until the hub gives up; return the container's last log."""
+def failed_spawn(hub, people, name: str) -> tuple[str, str]:
+    """Start NAME's server from the form and wait until the hub gives up.
+
+    Returns the container's last log and the spawn page's text (as the user sees it).
+    """
     client = hub.session(people[name])
     client.get("/hub/spawn")
     r = client.post("/hub/spawn", data={"image": SMALL, "_xsrf": client.xsrf()})
     assert r.status_code == 200 and f"/hub/spawn-pending/{name}" in r.url
     seen: list[str] = []
 
-    def spawn_failed() -> bool:
+    def spawn_failed() -> str | None:
         logs = hub.machine.run(f"docker logs jupyter-{name} 2>&1", check=False)
         if logs.returncode == 0 and logs.stdout.strip():
             seen.append(logs.stdout)  # the container is removed when the hub gives up
-        return "Spawn failed" in client.get(f"/hub/spawn-pending/{name}").text
+        page = client.get(f"/hub/spawn-pending/{name}").text
+        return page if "Spawn failed" in page else None
 
-    wait_for(f"the hub to give up on {name}'s server", spawn_failed, timeout=150, interval=2)
+    page = wait_for(f"the hub to give up on {name}'s server", spawn_failed, timeout=150, interval=2)
     wait_for(f"{name}'s failed container to be removed",
              lambda: users.container(hub.machine, f"jupyter-{name}") is None)  # fmt: skip
-    return seen[-1] if seen else ""
+    return (seen[-1] if seen else ""), page
 
 
 def test_hub_ip_loopback_leaves_container_unable_to_reach_hub(hub, people):
     """The classic mistake: hub_ip left at 127.0.0.1, which inside a container is the container itself."""
     ensure_stopped(hub, people, "bob")
     with hub.edited_config(append=('c.JupyterHub.hub_ip = "127.0.0.1"',)):
-        container_log = failed_spawn(hub, people, "bob")
+        container_log, _ = failed_spawn(hub, people, "bob")
         for message in LOOPBACK_CONTAINER_LOG:
             assert message in container_log, container_log[-2000:]
         assert LOOPBACK_HUB_LOG in hub.journal(lines=200)
@@ -205,11 +221,20 @@ def test_default_deny_firewall_without_the_docker0_rule_breaks_spawns(hub, peopl
     hub.machine.run(f"cp -p {rules} {rules}.hhw-saved && sed -i '/iifname \"docker0\"/d' {rules}")
     try:
         hub.machine.run("systemctl reload hub-firewall")
-        container_log = failed_spawn(hub, people, "bob")
-        print(container_log[-1500:])
-        for message in FIREWALL_CONTAINER_LOG:
-            assert message in container_log, container_log[-2000:]
+        since = hub.machine.clock()
+        container_log, page = failed_spawn(hub, people, "bob")
+        # The server waits for the hub's API, whose packets the firewall drops: its log just stops.
+        assert container_log.rstrip().splitlines()[-1].endswith(FIREWALL_CONTAINER_LAST), container_log[-2000:]
+        assert "Failed to connect to my Hub" not in container_log
+        assert FIREWALL_PAGE in page
+        journal = hub.machine.journal("jupyterhub", since=since)
+        assert re.search(FIREWALL_HUB_LOG, journal), journal[-3000:]
     finally:
         hub.machine.run(f"mv {rules}.hhw-saved {rules} && systemctl reload hub-firewall")
     client = start(hub, people, "bob")
     assert one_plus_one(client, "bob") == "2"
+
+
+def test_versions_are_those_the_book_lists(hub):
+    """book/intro.md's versions table, column of this machine's Debian release."""
+    record("versions-03", check_versions(hub.machine, ("Docker Engine", "DockerSpawner")))

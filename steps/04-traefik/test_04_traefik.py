@@ -6,14 +6,15 @@ import json
 import secrets
 import tomllib
 
-import pytest
 import requests
 
 from tests.harness import users
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import ContainerVM
-from tests.harness.ports import assert_loopback_only
+from tests.harness.ports import assert_loopback_only, reachable_from_outside
+from tests.harness.results import record
+from tests.harness.versions import check as check_versions
 from tests.harness.waits import wait_for
 
 API = "http://127.0.0.1:8099/api"
@@ -86,9 +87,7 @@ def test_api_requires_credentials_and_stays_on_loopback(hub):
     if isinstance(hub.machine, ContainerVM):
         # Port 8099 of the machine is published to this host, but nothing answers there:
         # Traefik's API entry point listens on the machine's own loopback only.
-        with pytest.raises(requests.ConnectionError), requests.Session() as plain:
-            plain.trust_env = False
-            plain.get(hub.machine.url(8099) + "/api/http/routers", timeout=10)
+        assert not reachable_from_outside(hub.machine, 8099)
     mode = hub.machine.output(f"stat -c '%a %U' {PASSWORD_FILE} /var/lib/jupyterhub/rules.toml").splitlines()
     assert mode == ["600 root", "600 root"]
     password = hub.machine.output(f"cat {PASSWORD_FILE}")
@@ -170,3 +169,8 @@ def test_hub_without_traefik_on_path_fails_to_start(hub):
     finally:
         m.run("bash start.sh", cwd=hub.stage.vm_dir if isinstance(m, ContainerVM) else str(hub.stage.path))
         hub.wait_up()
+
+
+def test_versions_are_those_the_book_lists(hub):
+    """book/intro.md's versions table, column of this machine's Debian release."""
+    record("versions-04", check_versions(hub.machine, ("Traefik", "jupyterhub-traefik-proxy")))

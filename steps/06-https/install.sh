@@ -26,6 +26,14 @@ rm -f /var/lib/jupyterhub-proxy/rules.toml
 install -m 0644 jupyterhub_config.py /etc/jupyterhub/jupyterhub_config.py
 # [end:config]
 
+# [start:firewall]
+# Open ports 80 and 443 (the hub's entry points now; Let's Encrypt connects to 443).
+install -m 0644 firewall.nft /etc/hub-firewall.nft
+nft --check -f /etc/hub-firewall.nft
+systemctl reload hub-firewall.service
+nft list chain inet hub_firewall input
+# [end:firewall]
+
 # [start:units]
 install -m 0644 traefik.service /etc/systemd/system/traefik.service
 systemd-analyze verify /etc/systemd/system/traefik.service

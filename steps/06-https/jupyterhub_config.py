@@ -113,6 +113,11 @@ c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 # Remove a user's container when the server stops (the next start makes a new one).
 c.DockerSpawner.remove = True
 
+# Reach each user's server at its container's address on Docker's bridge, not
+# through a port published on this machine: no docker-proxy process in between,
+# so a restart of the Docker Engine (live-restore) does not cut open connections.
+c.DockerSpawner.use_internal_ip = True
+
 # A hub restart leaves users' containers running; the hub finds them again.
 c.JupyterHub.cleanup_servers = False
 

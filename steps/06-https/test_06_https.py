@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from tests.harness.acme import (
     point_traefik_at_pebble,
     tls_handshake,
 )
+from tests.harness.kernels import one_plus_one
 from tests.harness.machine import ContainerVM
 from tests.harness.results import exposure, record
 from tests.harness.waits import wait_for
@@ -88,6 +90,7 @@ def test_login_spawn_and_server_over_https(hub, people):
     client = hub.session(alice)
     client.start_server(alice.name, data={"image": "JupyterLab"})
     assert client.server_api(alice.name, "status").status_code == 200
+    assert one_plus_one(client, alice.name) == "2", "code does not run: does the WebSocket pass over wss://?"
     cookie = next(c for c in client.session.cookies if c.name == "jupyterhub-hub-login")
     assert cookie.secure, "the login cookie must be Secure over https"
 
@@ -147,3 +150,52 @@ def test_traefik_unit_exposure(hub):
     score = exposure(hub.machine, "traefik.service")
     record("systemd-security-06", {"traefik": score})
     assert score <= 4.0
+
+
+def restore_traefik(hub) -> None:
+    """Start Traefik and the hub again after a test broke Traefik on purpose, and wait for both."""
+    hub.machine.run("systemctl daemon-reload && systemctl reset-failed traefik; systemctl restart traefik", check=False)
+    hub.machine.run("systemctl start jupyterhub")
+    wait_for("a certificate for the hub's name", lambda: NAME in certificate_domains(hub.machine), timeout=120)
+    hub.wait_up()
+
+
+def test_traefik_without_the_bind_capability_cannot_listen_on_80(hub, root_ca):
+    """Drop CAP_NET_BIND_SERVICE (as a unit without AmbientCapabilities= would): ports 80 and 443 are refused."""
+    dropin = "/etc/systemd/system/traefik.service.d/hhw-no-bind.conf"
+    since = hub.machine.clock()
+    hub.machine.run(f"printf '[Service]\\nAmbientCapabilities=\\n' > {dropin} && systemctl daemon-reload")
+    try:
+        hub.machine.run("systemctl restart traefik", check=False)
+        log = wait_for("traefik's bind error in its journal",
+                       lambda: (j := hub.machine.journal("traefik", since=since)) and "permission denied" in j and j,
+                       timeout=60)  # fmt: skip
+        assert "listen tcp :80: bind: permission denied" in log
+    finally:
+        hub.machine.run(f"rm -f {dropin}")
+        restore_traefik(hub)
+
+
+def test_without_tls_domains_no_certificate_is_requested(hub, root_ca):
+    """No domains on the https entry point: Traefik requests nothing and serves its own default certificate."""
+    static = "/etc/traefik/traefik.toml"
+    subject = (
+        f"echo | openssl s_client -connect 127.0.0.1:443 -servername {NAME} 2>/dev/null | openssl x509 -noout -subject"
+    )
+    hub.machine.run(f"cp -p {static} {static}.hhw-saved && sed -i '/tls.domains\\]\\]/,+1d' {static}")
+    try:
+        hub.machine.run(f"rm -f {ACME_JSON} && systemctl restart traefik && systemctl start jupyterhub")
+        hub.wait_up()
+        time.sleep(5)  # time enough for Pebble (it answers within 2 s when asked)
+        assert certificate_domains(hub.machine) == []
+        assert hub.machine.output(subject) == "subject=CN=TRAEFIK DEFAULT CERT"
+    finally:
+        hub.machine.run(f"mv {static}.hhw-saved {static} && rm -f {ACME_JSON}")
+        restore_traefik(hub)
+
+
+def test_firewall_lets_in_ssh_http_and_https(hub):
+    chain = hub.machine.output("nft list chain inet hub_firewall input")
+    assert "policy drop;" in chain
+    accepted = [line.strip() for line in chain.splitlines() if "dport" in line and line.strip().endswith("accept")]
+    assert accepted == ["tcp dport { 22, 80, 443 } accept", 'iifname "docker0" tcp dport 8081 accept']

@@ -14,12 +14,15 @@ def listeners(machine: Machine, port: int) -> list[str]:
 
 
 def reachable_from_outside(machine: ContainerVM, port: int) -> bool:
-    """True when a connection from another machine (this one) to ``port`` of the VM gets an HTTP answer."""
+    """True when a connection from another machine (this one) to ``port`` of the VM gets an HTTP answer.
+
+    Refused or reset (nothing listens there) and no answer at all (a firewall drops it) both count as no.
+    """
     with requests.Session() as s:
         s.trust_env = False
         try:
-            s.get(machine.url(port) + "/", timeout=10)
-        except requests.ConnectionError:
+            s.get(machine.url(port) + "/", timeout=5)
+        except (requests.ConnectionError, requests.Timeout):
             return False
     return True
 

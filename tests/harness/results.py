@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from . import releases
 from .machine import Machine
 from .stages import REPO
 
@@ -12,10 +13,11 @@ RESULTS = REPO / ".cache" / "results"
 
 
 def record(name: str, data: dict) -> None:
-    """Write .cache/results/NAME.json and print it (pytest -s shows it; run-tests.sh lists it)."""
+    """Write .cache/results/NAME-dRELEASE.json and print it (pytest -s shows it; run-tests.sh lists it)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(name, data)
+    path = RESULTS / f"{name}-d{releases.current()}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(path.stem, data)
 
 
 def exposure(machine: Machine, unit: str) -> float:
