@@ -7,6 +7,7 @@ stage up to N (tests excepted) changes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 import sys
@@ -20,6 +21,7 @@ STAGE_REPO = "hhw/stage"
 # Bump when the way stages are provisioned (not their files) changes.
 PROVISION_VERSION = "1"
 LOG_DIR = REPO / ".cache" / "logs"
+LOCK_DIR = REPO / ".cache" / "locks"
 
 
 def image_id(ref: str) -> str | None:
@@ -66,12 +68,25 @@ def previous(stage: Stage) -> Stage | None:
 
 
 def ensure_stage_image(stage: Stage) -> str:
-    """The tag of an image of a VM that finished ``stage``; built (with its predecessors) if missing."""
+    """The tag of an image of a VM that finished ``stage``; built (with its predecessors) if missing.
+
+    Two test runs that need the same missing image take turns: the second waits, then finds it.
+    """
     tag = stage_tag(stage)
     if image_id(tag):
         return tag
     before = previous(stage)
     parent = ensure_stage_image(before) if before else releases.base_image()
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_DIR / f"{tag.replace('/', '_').replace(':', '_')}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image_id(tag):
+            return tag
+        return build_stage_image(stage, tag, parent)
+
+
+def build_stage_image(stage: Stage, tag: str, parent: str) -> str:
+    """Run the stage's install.sh on a VM booted from ``parent`` and save the VM as ``tag``."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"install-d{releases.current()}-{stage.name}.log"
     print(f"\n[hhw] building {tag}: {stage.name}/install.sh on {parent} (log: {log})", file=sys.stderr)
