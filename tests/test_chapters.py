@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +76,20 @@ def test_every_troubleshooting_row_is_provoked_by_a_test_that_asserts_its_text()
             if message not in source:
                 problems.append(f"{m['nn']}: {m['test']}'s module never asserts {message!r}")
     assert not problems, "\n".join(problems)
+
+
+def test_verification_blocks_count_the_tests_a_stage_has():
+    """Each chapter's Verification output says "N passed" for the N tests `pytest steps/NN` collects."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "steps", "--collect-only", "-q"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    collected = [line for line in proc.stdout.splitlines() if "::" in line]
+    wrong = []
+    for stage in all_stages():
+        count = sum(line.startswith(f"steps/{stage.name}/") for line in collected)
+        page = chapter_of(stage.number).read_text()
+        verification = page.split("## Verification", 1)[1].split("\n## ", 1)[0]
+        said = re.search(r"=+ (\d+) passed", verification)
+        if not said or int(said.group(1)) != count:
+            wrong.append(f"{chapter_of(stage.number).name}: says {said and said.group(0)!r}, stage has {count}")
+    assert not wrong, "\n".join(wrong)

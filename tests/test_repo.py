@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.harness.stages import REPO, all_stages
@@ -47,3 +48,9 @@ def test_readme_has_exactly_two_setup_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_every_toml_file_of_the_steps_parses():
+    """Traefik refuses a static or dynamic file that is not valid TOML (a table declared twice, say)."""
+    for path in sorted((REPO / "steps").rglob("*.toml")):
+        tomllib.loads(path.read_text())

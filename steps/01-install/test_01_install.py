@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import one_plus_one
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
@@ -84,3 +85,8 @@ def test_versions_are_those_the_book_lists(hub):
     """book/intro.md's versions table, column of this machine's Debian release."""
     parts = ("Debian", "systemd", "Python", "Node.js", "configurable-http-proxy", "JupyterHub", "JupyterLab")
     record("versions-01", check_versions(hub.machine, parts))
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

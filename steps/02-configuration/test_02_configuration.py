@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.harness import users
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import one_plus_one, run_notebook
 from tests.harness.ports import assert_loopback_only
 from tests.harness.stages import REPO, STEPS
@@ -218,3 +219,8 @@ def test_check_your_hub_notebook_runs(hub, people):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert " passed" in proc.stdout
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

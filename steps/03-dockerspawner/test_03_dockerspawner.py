@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.harness import users
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.ports import assert_loopback_only
@@ -238,3 +239,8 @@ def test_default_deny_firewall_without_the_docker0_rule_breaks_spawns(hub, peopl
 def test_versions_are_those_the_book_lists(hub):
     """book/intro.md's versions table, column of this machine's Debian release."""
     record("versions-03", check_versions(hub.machine, ("Docker Engine", "DockerSpawner")))
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

@@ -9,6 +9,7 @@ import tomllib
 import requests
 
 from tests.harness import users
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import ContainerVM
@@ -174,3 +175,8 @@ def test_hub_without_traefik_on_path_fails_to_start(hub):
 def test_versions_are_those_the_book_lists(hub):
     """book/intro.md's versions table, column of this machine's Debian release."""
     record("versions-04", check_versions(hub.machine, ("Traefik", "jupyterhub-traefik-proxy")))
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

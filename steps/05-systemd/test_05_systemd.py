@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only
@@ -205,3 +206,8 @@ def test_traefik_says_when_it_cannot_read_the_routes(hub):
         assert f"open {rules}: permission denied" in hub.machine.journal("traefik", since=since)
     finally:
         hub.machine.run(f"chmod 0640 {rules}")
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

@@ -18,6 +18,7 @@ from tests.harness.acme import (
     point_traefik_at_pebble,
     tls_handshake,
 )
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import one_plus_one
 from tests.harness.machine import ContainerVM
 from tests.harness.results import exposure, record
@@ -199,3 +200,8 @@ def test_firewall_lets_in_ssh_http_and_https(hub):
     assert "policy drop;" in chain
     accepted = [line.strip() for line in chain.splitlines() if "dport" in line and line.strip().endswith("accept")]
     assert accepted == ["tcp dport { 22, 80, 443 } accept", 'iifname "docker0" tcp dport 8081 accept']
+
+
+def test_chapter_shows_what_install_printed(hub):
+    """Each "You should see" block after an install.sh section matches what it printed on this VM."""
+    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")

@@ -19,9 +19,10 @@ from .stages import REPO, Stage, all_stages, stages_up_to
 
 STAGE_REPO = "hhw/stage"
 # Bump when the way stages are provisioned (not their files) changes.
-PROVISION_VERSION = "1"
+PROVISION_VERSION = "2"  # 2: the install log is kept in the image
 LOG_DIR = REPO / ".cache" / "logs"
 LOCK_DIR = REPO / ".cache" / "locks"
+INSTALL_LOGS = "/var/log/hhw-install"  # in a stage image: what each stage's install.sh printed
 
 
 def image_id(ref: str) -> str | None:
@@ -98,6 +99,12 @@ def build_stage_image(stage: Stage, tag: str, parent: str) -> str:
         vm.copy_in(stage.path, stage.vm_dir)
         proc = vm.run("bash install.sh", cwd=stage.vm_dir, env=VM_INSTALL_ENV, timeout=1800, check=False)
         log.write_text(f"$ bash install.sh\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        # Keep what install.sh printed in the VM itself: the chapter's "You should see" is checked against it.
+        keep = subprocess.run(["docker", "exec", "-i", vm.name, "sh", "-c",
+                               f"mkdir -p {INSTALL_LOGS} && cat > {INSTALL_LOGS}/{stage.name}.log"],
+                              input=proc.stdout + proc.stderr, text=True, capture_output=True, check=False)  # fmt: skip
+        if keep.returncode != 0:
+            raise RuntimeError(f"could not keep the install log in the VM: {keep.stderr}")
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
             raise RuntimeError(f"{stage.name}/install.sh exited {proc.returncode} (full log: {log}):\n{tail}")
