@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
@@ -92,8 +93,9 @@ def test_route_changes_apply_within_a_fraction_of_a_second(hub):
     finally:
         hub.machine.run(f"mv {config}.hhw-saved {config} && systemctl restart traefik && systemctl start jupyterhub")
         hub.wait_up()
-    record("route-latency-ms", {"providersThrottleDuration=100ms": shipped, "traefik default (2s)": default})
-    assert max(shipped) < min(default), f"100ms: {shipped} ms; default: {default} ms"
+    medians = {"100ms": statistics.median(shipped), "default (2s)": statistics.median(default)}
+    record("route-latency-ms", {"samples 100ms": shipped, "samples default": default, "medians": medians})
+    assert medians["100ms"] < medians["default (2s)"], f"100ms: {shipped} ms; default: {default} ms"
 
 
 def test_unit_files_verify_clean(hub):
