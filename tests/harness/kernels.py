@@ -12,7 +12,7 @@ import json
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -147,3 +147,20 @@ def run_notebook(client: HubClient, username: str, path: str) -> list[str]:
     cells = [c for c in r.json()["content"]["cells"] if c["cell_type"] == "code"]
     with kernel(client, username) as k:
         return [k.execute("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in cells]
+
+
+def connection_survives(client: HubClient, username: str, event: Callable[[], None]) -> bool:
+    """Hold a kernel's WebSocket open while ``event`` happens (a restart); return whether it stayed open.
+
+    Either way the kernel must keep its state: checked on the same WebSocket, or on a new one,
+    as JupyterLab reconnects by itself.
+    """
+    with kernel(client, username) as k:
+        k.execute("x = 41")
+        event()
+        client.wait_server(username, timeout=60)
+        stayed = k.alive()
+        if not stayed:
+            k.reconnect()
+        assert k.execute("print(x + 1)").strip() == "42", f"{username}'s kernel lost its state"
+        return stayed
