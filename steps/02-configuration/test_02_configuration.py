@@ -33,7 +33,7 @@ def test_non_admin_is_refused_admin_page(hub, people):
     assert client.login(bob.name, bob.password).status_code == 302
     r = client.get("/hub/admin")
     assert r.status_code == 403
-    assert "403 : Forbidden" in r.text
+    assert "403 : Action is not authorized with current scopes; requires any of [admin-ui]" in r.text
 
 
 def test_admin_token_lists_users(hub, people):
