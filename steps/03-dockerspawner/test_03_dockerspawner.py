@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from tests.harness import users
@@ -28,7 +29,10 @@ FIREWALL_CONTAINER_LAST = "Skipped non-installed server(s): " + (
     "vscode-css-languageserver-bin, vscode-html-languageserver-bin, vscode-json-languageserver-bin, "
     "yaml-language-server"
 )
-FIREWALL_PAGE = "didn't respond in 30 seconds"
+FIREWALL_PAGE = "Spawn failed The latest attempt to start your server has failed. Would you like to retry starting it?"
+FIREWALL_JOURNAL = (
+    r"Previous spawn for bob failed: Server at http://172\.18\.0\.\d+:8888/user/bob/api didn't respond in 30 seconds"
+)
 FIREWALL_HUB_LOG = (
     r"bob's server never showed up at http://172\.18\.0\.\d+:8888/user/bob/ after 30 seconds\. Giving up\."
 )
@@ -180,7 +184,8 @@ def failed_spawn(hub, people, name: str) -> tuple[str, str]:
         if logs.returncode == 0 and logs.stdout.strip():
             seen.append(logs.stdout)  # the container is removed when the hub gives up
         page = client.get(f"/hub/spawn-pending/{name}").text
-        return page if "Spawn failed" in page else None
+        text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())  # what the user reads
+        return text if "Spawn failed" in text else None
 
     page = wait_for(f"the hub to give up on {name}'s server", spawn_failed, timeout=150, interval=2)
     wait_for(f"{name}'s failed container to be removed",
@@ -224,6 +229,7 @@ def test_default_deny_firewall_without_the_docker0_rule_breaks_spawns(hub, peopl
         assert FIREWALL_PAGE in page
         journal = hub.machine.journal("jupyterhub", since=since)
         assert re.search(FIREWALL_HUB_LOG, journal), journal[-3000:]
+        assert re.search(FIREWALL_JOURNAL, journal), journal[-3000:]
     finally:
         hub.machine.run(f"mv {rules}.hhw-saved {rules} && systemctl reload hub-firewall")
     client = start(hub, people, "bob")
