@@ -112,6 +112,10 @@ c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 # Remove a user's container when the server stops (the next start makes a new one).
 c.DockerSpawner.remove = True
+# ... but let the spawner do the removing: a container also marked "remove when
+# stopped" (docker run --rm) is killed by Docker 20.10 (Debian 12) whenever the
+# engine restarts, live-restore or not.
+c.DockerSpawner.extra_host_config = {"auto_remove": False}
 
 # Reach each user's server at its container's address on Docker's bridge, not
 # through a port published on this machine: no docker-proxy process in between,
