@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.harness.stages import REPO
+from tests.harness.stages import REPO, all_stages
 
 BOOK = REPO / "book"
 INCLUDE = re.compile(r"^```\{literalinclude\}\s+(\S+)", re.M)
@@ -15,9 +15,7 @@ IMAGE = re.compile(r"^```\{image\}\s+(\S+)|!\[[^\]]*\]\(([^)\s]+)\)", re.M)
 
 def chapter_of(stage_number: int) -> Path:
     """book/NN-*.md for stage NN."""
-    found = sorted(BOOK.glob(f"{stage_number:02d}-*.md"))
-    assert len(found) == 1, f"expected one chapter book/{stage_number:02d}-*.md, found {found}"
-    return found[0]
+    return next(s for s in all_stages() if s.number == stage_number).chapter
 
 
 def included(page: Path) -> set[Path]:

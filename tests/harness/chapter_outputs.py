@@ -15,7 +15,7 @@ import pytest
 from . import releases
 from .images import INSTALL_LOGS
 from .machine import ContainerVM, Machine
-from .stages import REPO, Stage
+from .stages import Stage
 
 INCLUDE = re.compile(r"^```\{literalinclude\}\s+(\S+)")
 FENCE_TEXT = "```text"
@@ -29,15 +29,9 @@ class Quoted:
     lines: tuple[str, ...]
 
 
-def chapter_of(stage: Stage):
-    found = sorted((REPO / "book").glob(f"{stage.number:02d}-*.md"))
-    assert len(found) == 1, found
-    return found[0]
-
-
 def install_outputs(stage: Stage) -> list[Quoted]:
     """The ```text blocks introduced by "You should see" that follow an include of this stage's install.sh."""
-    lines = chapter_of(stage).read_text().splitlines()
+    lines = stage.chapter.read_text().splitlines()
     quoted: list[Quoted] = []
     section: str | None = None
     i = 0
@@ -91,7 +85,7 @@ def check(machine: Machine, stage: Stage) -> int:
             if not any(pattern.search(found) for found in log_lines):
                 missing.append(f"[{block.section}] {line.strip()}")
     assert not missing, (
-        f"{chapter_of(stage).name} quotes output that {stage.name}/install.sh did not print "
+        f"{stage.chapter.name} quotes output that {stage.name}/install.sh did not print "
         f"(see {INSTALL_LOGS}/{stage.name}.log on the VM):\n" + "\n".join(missing)
     )
     return checked

@@ -27,6 +27,13 @@ class Stage:
         return self.path.name
 
     @property
+    def chapter(self) -> Path:
+        """The book's chapter of this stage: book/NN-*.md."""
+        found = sorted((REPO / "book").glob(f"{self.number:02d}-*.md"))
+        assert len(found) == 1, f"expected one chapter book/{self.number:02d}-*.md, found {found}"
+        return found[0]
+
+    @property
     def vm_dir(self) -> str:
         """Where the step directory is copied on a test VM (the reader's copy)."""
         return f"/root/hhw/steps/{self.name}"
