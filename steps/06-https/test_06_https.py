@@ -9,51 +9,14 @@ import time
 import pytest
 import requests
 
-from tests.harness.acme import (
-    ACME_JSON,
-    DROPIN,
-    PublicName,
-    certificate_domains,
-    pebble_root,
-    point_traefik_at_pebble,
-    tls_handshake,
-)
+from tests.harness.acme import ACME_JSON, DROPIN, certificate_domains, tls_handshake
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import one_plus_one
-from tests.harness.machine import ContainerVM
 from tests.harness.results import exposure, record
 from tests.harness.waits import wait_for
 
 BIND_DENIED = "listen tcp :80: bind: permission denied"
 NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py
-
-
-@pytest.fixture(scope="module")
-def public(machine) -> PublicName:
-    """Where this machine reaches the hub's name: the VM's ports 80 and 443 on loopback."""
-    if not isinstance(machine, ContainerVM):
-        pytest.skip("Pebble replaces Let's Encrypt only on a test VM; check your own hub with a browser")
-    return PublicName(NAME, https_port=machine.ports[443], http_port=machine.ports[80])
-
-
-@pytest.fixture(scope="module")
-def root_ca(machine, public, tmp_path_factory) -> str:
-    """Point Traefik at Pebble, wait for the certificate, and return Pebble's root as a file."""
-    seconds = point_traefik_at_pebble(machine, NAME)
-    record("acme-issuance", {"seconds_from_traefik_restart": round(seconds, 2)})
-    path = tmp_path_factory.mktemp("pebble") / "root.pem"
-    path.write_text(pebble_root(machine) + "\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def hub_url(public, root_ca) -> str:
-    return public.https_url
-
-
-@pytest.fixture(scope="module")
-def hub_tls(public, root_ca):
-    return root_ca, lambda: public.session(root_ca)
 
 
 def test_certificate_verifies_for_the_hub_name(hub, public, root_ca):

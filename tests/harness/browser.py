@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -48,6 +50,41 @@ def take(url: str, name: str, *, login: tuple[str, str] | None = None, wait_for:
             page.screenshot(path=str(path))
         finally:
             browser.close()
+    book_copy = BOOK_IMAGES / path.name
+    if update_book or not book_copy.exists():
+        BOOK_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, book_copy)
+    return path
+
+
+@contextmanager
+def page(*, resolve: dict[str, int] | None = None, insecure: bool = False) -> Iterator:
+    """A Playwright page in headless Chromium, for a test that clicks through a flow itself.
+
+    ``resolve`` maps a host name to a port on this machine's loopback (hub.example.org ->
+    the test VM's port 443), as DNS would send a reader's browser to their hub.
+    ``insecure`` accepts the test CAs' certificates (Pebble's, the GitHub stand-in's).
+    """
+    from playwright.sync_api import sync_playwright
+
+    args = list(CHROMIUM_ARGS)
+    if resolve:
+        rules = ", ".join(f"MAP {name}:443 127.0.0.1:{port}" for name, port in resolve.items())
+        args.append(f"--host-resolver-rules={rules}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 560}, ignore_https_errors=insecure)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def save(pw_page, name: str, *, update_book: bool = False) -> Path:
+    """Save a screenshot of ``pw_page`` as NAME.png (and in book/images/, as ``take`` does)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    pw_page.screenshot(path=str(path))
     book_copy = BOOK_IMAGES / path.name
     if update_book or not book_copy.exists():
         BOOK_IMAGES.mkdir(parents=True, exist_ok=True)

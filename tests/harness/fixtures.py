@@ -17,9 +17,12 @@ import pytest
 import requests
 
 from . import browser, releases, users
+from .acme import PublicName, pebble_root, point_traefik_at_pebble
+from .github import GitHubStandIn, default_accounts
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
 from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
+from .results import record
 from .stages import Stage, stage_of
 from .waits import wait_for
 
@@ -101,6 +104,8 @@ class Hub:
     clients: list[HubClient] = field(default_factory=list)
     # Makes the HTTP session of each client (HTTPS stages pin the hub's name to loopback).
     session_factory: Callable[[], requests.Session] | None = None
+    # GitHub's stand-in, on stages where people log in through GitHub.
+    github: GitHubStandIn | None = None
 
     def _new_client(self) -> HubClient:
         if self.session_factory is None:
@@ -137,8 +142,16 @@ class Hub:
         return self.machine.journal(unit or self.unit, lines=lines)
 
     def session(self, person: Person) -> HubClient:
-        """A new client, logged in as ``person`` (fails with the login page's message if refused)."""
-        return users.login(self.client(), person.name, person.password)
+        """A new client, logged in as ``person`` (fails with the login page's message if refused).
+
+        On a GitHub stage the client makes the OAuth round trip through the stand-in.
+        """
+        if self.github is None:
+            return users.login(self.client(), person.name, person.password)
+        client = self.client()
+        r = self.github.login(client, person.login or person.name, person.password)
+        assert r.status_code == 302, f"GitHub login of {person.login} refused ({r.status_code}): {r.text[:500]}"
+        return client
 
     @contextmanager
     def edited_config(self, *, sed: str | None = None, append: tuple[str, ...] = ()) -> Iterator[None]:
@@ -157,28 +170,78 @@ class Hub:
             self.restart()
 
 
-@pytest.fixture(scope="module")
-def hub_url(machine: Machine) -> str:
-    """Where the hub answers: port 8000 of the machine's loopback, through an SSH tunnel as in the book.
+def public_name(stage: Stage) -> str:
+    """The hub's public name in the stage's files (traefik.toml's main domain), e.g. hub.example.org."""
+    static = stage.latest("traefik.toml")
+    for line in static.read_text().splitlines() if static else ():
+        if line.strip().startswith("main = "):
+            return line.split('"')[1]
+    raise LookupError(f"no main domain in {static}")
 
-    A stage that serves the public (HTTPS) overrides this fixture.
-    """
+
+@pytest.fixture(scope="module")
+def public(machine: Machine, stage: Stage) -> PublicName:
+    """Where this machine reaches the hub's public name: the VM's ports 80 and 443 on loopback."""
+    if not isinstance(machine, ContainerVM):
+        pytest.skip("Pebble replaces Let's Encrypt only on a test VM; check your own hub with a browser")
+    return PublicName(public_name(stage), https_port=machine.ports[443], http_port=machine.ports[80])
+
+
+@pytest.fixture(scope="module")
+def root_ca(machine: Machine, public: PublicName, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Point Traefik at Pebble (Let's Encrypt's stand-in), wait for the certificate; Pebble's root as a file."""
+    seconds = point_traefik_at_pebble(machine, public.name)
+    record("acme-issuance", {"seconds_from_traefik_restart": round(seconds, 2)})
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(pebble_root(machine) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def hub_url(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> str:
+    """Where the hub answers: port 8000 of the machine's loopback, through an SSH tunnel as in the book;
+    from stage 06 on, its HTTPS port on its public name (with a certificate from Pebble)."""
+    if stage.serves_https:
+        request.getfixturevalue("root_ca")
+        return request.getfixturevalue("public").https_url
     return machine.loopback_url(8000)
 
 
 @pytest.fixture(scope="module")
-def hub_tls() -> tuple[bool | str, Callable[[], requests.Session] | None]:
-    """How clients verify the hub and make their sessions; an HTTPS stage overrides this fixture."""
-    return True, None
+def hub_tls(request: pytest.FixtureRequest, stage: Stage) -> tuple[bool | str, Callable[[], requests.Session] | None]:
+    """How clients verify the hub and make their sessions (HTTPS: Pebble's root, the name pinned to loopback)."""
+    if not stage.serves_https:
+        return True, None
+    public, root_ca = request.getfixturevalue("public"), request.getfixturevalue("root_ca")
+    return root_ca, lambda: public.session(root_ca)
 
 
 @pytest.fixture(scope="module")
-def hub(machine: Machine, stage: Stage, hub_url: str, hub_tls) -> Hub:
-    """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new."""
+def github(machine: Machine, stage: Stage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubStandIn]:
+    """GitHub's stand-in, running in the test VM, registered with the hub's OAuth app (its ID and secret)."""
+    if not isinstance(machine, ContainerVM):
+        pytest.skip("the GitHub stand-in runs only on a test VM; log in to your own hub with your GitHub account")
+    standin = GitHubStandIn(machine, f"https://{public_name(stage)}/hub/oauth_callback", default_accounts())
+    standin.start(tmp_path_factory.mktemp("github"))
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url: str, hub_tls) -> Hub:
+    """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new.
+
+    On a GitHub stage, the hub is restarted pointing at GitHub's stand-in.
+    """
     verify, session_factory = hub_tls
     h = Hub(machine, stage, hub_url, verify=verify, session_factory=session_factory)
     if isinstance(machine, ContainerVM) and (stage.path / "start.sh").exists():
         h.start()
+    if stage.login == "github":
+        h.github = request.getfixturevalue("github")
+        machine.run("systemctl restart jupyterhub")
     h.wait_up()
     return h
 
@@ -188,10 +251,12 @@ def hub(machine: Machine, stage: Stage, hub_url: str, hub_tls) -> Hub:
 
 @dataclass(frozen=True)
 class Person:
-    """A Linux account on the machine under test, with the password the tests gave it."""
+    """Someone who logs in: a Linux account with the password the tests gave it, or (GitHub stages)
+    an account of GitHub's stand-in, whose ``login`` the hub turns into the user ``name``."""
 
     name: str
     password: str
+    login: str = ""
 
 
 def set_password(machine: Machine, name: str) -> Person:
@@ -201,8 +266,11 @@ def set_password(machine: Machine, name: str) -> Person:
 
 
 @pytest.fixture(scope="module")
-def people(machine: Machine) -> dict[str, Person]:
+def people(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> dict[str, Person]:
     """The book's users (those that exist at this stage) with fresh random passwords."""
+    if stage.login == "github":
+        accounts = request.getfixturevalue("github").accounts
+        return {n: Person(accounts[n].name, accounts[n].password, accounts[n].login) for n in ("alice", "bob")}
     found = {}
     for name in ("alice", "bob"):
         if machine.run(f"id {name}", check=False).returncode == 0:
@@ -211,9 +279,13 @@ def people(machine: Machine) -> dict[str, Person]:
 
 
 @pytest.fixture
-def outsider(machine: Machine) -> Iterator[Person]:
-    """A real Linux user whom no allow rule names; removed afterwards."""
+def outsider(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> Iterator[Person]:
+    """A real Linux user (on GitHub stages: a GitHub account) whom no allow rule names; removed afterwards."""
     name = "mallory"
+    if stage.login == "github":
+        account = request.getfixturevalue("github").accounts[name]
+        yield Person(account.name, account.password, account.login)
+        return
     machine.run(f"id {name} >/dev/null 2>&1 || useradd --create-home {name}")
     try:
         yield set_password(machine, name)

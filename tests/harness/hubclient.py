@@ -122,9 +122,14 @@ class HubClient:
         kw.setdefault("timeout", 30)
         kw.setdefault("verify", self.verify)
         headers = {"Authorization": f"token {token}", **kw.pop("headers", {})}
-        with requests.Session() as s:
-            s.trust_env = False
-            response = s.request(method, f"{self.base_url}/hub/api{path}", headers=headers, **kw)
+        # A session without cookies, but with this client's way to the hub (an HTTPS stage pins the name).
+        s = requests.Session()
+        s.trust_env = False
+        if "Host" in self.session.headers:
+            s.headers["Host"] = self.session.headers["Host"]
+        for prefix, adapter in self.session.adapters.items():
+            s.mount(prefix, adapter)
+        response = s.request(method, f"{self.base_url}/hub/api{path}", headers=headers, **kw)
         self.history.append(response)
         return response
 

@@ -77,9 +77,10 @@ class Machine:
     name: str
 
     def run(self, command: str, *, check: bool = True, timeout: float = 120,
-            env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """Run ``command`` with bash as root; raise CommandFailed when ``check`` and it fails."""
-        proc = self._exec(command, timeout=timeout, env=env or {}, cwd=cwd)
+            env: dict[str, str] | None = None, cwd: str | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run ``command`` with bash as root, ``input`` on its stdin; raise CommandFailed if ``check`` and it fails."""
+        proc = self._exec(command, timeout=timeout, env=env or {}, cwd=cwd, input=input)
         if check and proc.returncode != 0:
             raise CommandFailed(
                 f"on {self.name}: {command!r} exited {proc.returncode}\n"
@@ -114,7 +115,8 @@ class Machine:
         """A URL that reaches ``port`` on the machine's own loopback (through an SSH tunnel on a VM)."""
         raise NotImplementedError
 
-    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None,
+              input: str | None = None):  # fmt: skip
         raise NotImplementedError
 
     def diagnostics(self, units: tuple[str, ...] = ("jupyterhub",)) -> str:
@@ -144,8 +146,9 @@ class LocalMachine(Machine):
     def loopback_url(self, port: int, scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{port}"
 
-    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
-        return subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True,
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None,
+              input: str | None = None):  # fmt: skip
+        return subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True, input=input,
                               timeout=timeout, env={**os.environ, **env}, cwd=cwd)  # fmt: skip
 
 
@@ -207,13 +210,14 @@ class ContainerVM(Machine):
         tunnel.open(ssh_port=self.ports[22])
         return f"{scheme}://127.0.0.1:{tunnel.local_port}"
 
-    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None):
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None,
+              input: str | None = None):  # fmt: skip
         args = ["exec", "-i"]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
         if cwd:
             args += ["-w", cwd]
-        return docker(*args, self.name, "bash", "-c", command, check=False, timeout=timeout)
+        return docker(*args, self.name, "bash", "-c", command, check=False, timeout=timeout, input=input)
 
     def copy_in(self, source: Path, target: str, *, exclude_tests: bool = True) -> None:
         """Copy a directory into the VM (as a reader copies a step directory onto a VM)."""

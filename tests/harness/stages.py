@@ -38,6 +38,25 @@ class Stage:
         """Where the step directory is copied on a test VM (the reader's copy)."""
         return f"/root/hhw/steps/{self.name}"
 
+    def latest(self, name: str) -> Path | None:
+        """The newest version of a step file (e.g. jupyterhub_config.py) in this stage or an earlier one."""
+        for s in reversed(stages_up_to(self)):
+            if (s.path / name).is_file():
+                return s.path / name
+        return None
+
+    @property
+    def serves_https(self) -> bool:
+        """True from the stage on that serves the hub over HTTPS on its public name (stage 06)."""
+        config = self.latest("jupyterhub_config.py")
+        return bool(config and 'bind_url = "https://' in config.read_text())
+
+    @property
+    def login(self) -> str:
+        """How people log in at this stage: "github" (through GitHub's OAuth) or "pam" (a password form)."""
+        config = self.latest("jupyterhub_config.py")
+        return "github" if config and 'authenticator_class = "github"' in config.read_text() else "pam"
+
     def files(self) -> list[Path]:
         """The files a reader copies: everything but tests and caches."""
         return sorted(

@@ -75,3 +75,12 @@ def upload(client: HubClient, username: str, local: Path, name: str | None = Non
     r = contents(client, username, "PUT", name, json=model)
     assert r.status_code in (200, 201), f"uploading {name}: {r.status_code} {r.text[:300]}"
     return name
+
+
+def in_database(machine: Machine) -> set[str]:
+    """The names of the users in the hub's database (read-only, as an operator would look)."""
+    script = (
+        "import sqlite3; db = sqlite3.connect('file:/var/lib/jupyterhub/jupyterhub.sqlite?mode=ro', uri=True); "
+        "print(' '.join(r[0] for r in db.execute('select name from users')))"
+    )
+    return set(machine.output(f'python3 -c "{script}"').split())
