@@ -318,7 +318,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and report.when in ("setup", "call"):
         funcargs = getattr(item, "funcargs", {})
-        hub_obj = funcargs.get("hub")
+        # The stage's hub, or another Hub a test made (e.g. a second machine's).
+        hub_obj = funcargs.get("hub") or next((v for v in funcargs.values() if isinstance(v, Hub)), None)
         machine_obj = funcargs.get("machine") or (hub_obj.machine if hub_obj else None)
         if isinstance(hub_obj, Hub):
             for i, client in enumerate(hub_obj.clients):

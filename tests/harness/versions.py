@@ -22,6 +22,7 @@ PROBES = {
     "DockerSpawner": "/opt/jupyterhub/bin/python -c 'import dockerspawner; print(dockerspawner.__version__)'",
     "Traefik": "/opt/jupyterhub/bin/traefik version | awk '/^Version:/ {print $2}'",
     "jupyterhub-traefik-proxy": "/opt/jupyterhub/bin/pip show jupyterhub-traefik-proxy | awk '/^Version:/ {print $2}'",
+    "oauthenticator": "/opt/jupyterhub/bin/python -c 'import oauthenticator; print(oauthenticator.__version__)'",
 }
 
 
