@@ -14,7 +14,14 @@ from tests.harness import browser
 from tests.harness.acme import PublicName, pebble_root, point_traefik_at_pebble
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.fixtures import Hub, public_name, set_password
-from tests.harness.github import ENV_FILE, GitHubStandIn, default_accounts, follow_to_hub, write_secret
+from tests.harness.github import (
+    ENV_FILE,
+    LEGACY_CA,
+    GitHubStandIn,
+    default_accounts,
+    follow_to_hub,
+    write_secret,
+)
 from tests.harness.images import boot_stage, ensure_stage_image, install_answers
 from tests.harness.kernels import one_plus_one
 from tests.harness.machine import VM_INSTALL_ENV, ContainerVM
@@ -27,6 +34,10 @@ from tests.harness.waits import wait_for
 NOT_AUTHORIZED = "Sorry, you are not currently authorized to use this hub. Please contact the hub administrator."
 WRONG_SECRET = "An access token was not returned: The client_id and/or client_secret passed are incorrect."
 MISMATCH = "OAuth error: The redirect_uri MUST match the registered callback URL for this application."
+STRICT_X509 = (
+    "ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] "
+    "certificate verify failed: CA cert does not include key usage extension"
+)
 
 
 def journal_since(hub, since: str) -> str:
@@ -185,6 +196,23 @@ def test_callback_url_that_does_not_match_the_registered_one(hub, people):
         r = hub.github.login(hub.client(), people["alice"].login, people["alice"].password)
         assert r.status_code == 400
         assert MISMATCH in r.text
+
+
+def test_github_enterprise_with_a_ca_python_313_refuses(hub, people):
+    """A private CA made by a plain `openssl req -x509` (no key usage): the hub's Python 3.13 will not trust it."""
+    python = hub.machine.output("/opt/jupyterhub/bin/python -c 'import sys; print(sys.version_info[:2] >= (3, 13))'")
+    if python != "True":
+        pytest.skip("Python before 3.13 (Debian 12) accepts a CA without key usage")
+    since = hub.machine.clock()
+    hub.github.issue_certificates(LEGACY_CA)
+    hub.restart()
+    try:
+        r = hub.github.login(hub.client(), people["alice"].login, people["alice"].password)
+        assert r.status_code == 500
+        assert STRICT_X509 in journal_since(hub, since)
+    finally:
+        hub.github.issue_certificates()
+        hub.restart()
 
 
 def test_admin_sees_the_admin_page_and_a_non_admin_gets_403(hub, people):

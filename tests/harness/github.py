@@ -31,13 +31,19 @@ ENV_FILE = "/etc/jupyterhub/secrets/jupyterhub.env"
 SOURCE = Path(__file__).with_name("github_standin.py")
 ORG = "example-lab"  # the organization of steps/07-github-oauth/jupyterhub_config.py
 
-CERTS = f"""
+# Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs its key usage, the leaf its identifiers.
+STRICT_CA = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+# A CA as a plain `openssl req -x509` makes it, as many private CAs were made: no key usage.
+LEGACY_CA = ""
+
+
+def certificates_script(ca_extensions: str = STRICT_CA) -> str:
+    """Shell commands that make the stand-in's CA, its certificate for 127.0.0.1, and the hub's CA bundle."""
+    return f"""
 set -e
 install -d -m 0755 {STANDIN_DIR}
 cd {STANDIN_DIR}
-# Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs its key usage, the leaf its identifiers.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hhw-github-standin-ca \\
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \\
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hhw-github-standin-ca {ca_extensions} \\
     -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out req.csr 2>/dev/null
 printf '%s\\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \\
@@ -118,11 +124,10 @@ class GitHubStandIn:
         self.port = self.port or free_port()
         self.client_id = env_value(self.machine, "GITHUB_CLIENT_ID")
         self.client_secret = env_value(self.machine, "GITHUB_CLIENT_SECRET")
-        self.machine.run(CERTS)
-        self.machine.run(f"cat > {STANDIN_DIR}/github_standin.py", input=SOURCE.read_text())
         self.ca_file = tmp / "github-ca.pem"
-        self.ca_file.write_text(self.machine.output(f"cat {STANDIN_DIR}/ca.pem") + "\n")
-        self.restart()
+        self.machine.run(f"install -d -m 0755 {STANDIN_DIR} && cat > {STANDIN_DIR}/github_standin.py",
+                         input=SOURCE.read_text())  # fmt: skip
+        self.issue_certificates()
         self.tunnel = Tunnel(remote_port=self.port, local_port=self.port)
         self.tunnel.open(ssh_port=self.machine.ports[22])
         self.machine.run(
@@ -130,6 +135,13 @@ class GitHubStandIn:
             f"'Environment=GITHUB_URL={self.url}' 'Environment=SSL_CERT_FILE={STANDIN_DIR}/bundle.pem' > {HUB_DROPIN} "
             "&& systemctl daemon-reload"
         )
+
+    def issue_certificates(self, ca_extensions: str = STRICT_CA) -> None:
+        """A new test CA and certificate (a hub already running keeps trusting the old CA until it restarts)."""
+        self.machine.run(certificates_script(ca_extensions))
+        assert self.ca_file is not None
+        self.ca_file.write_text(self.machine.output(f"cat {STANDIN_DIR}/ca.pem") + "\n")
+        self.restart()
 
     def restart(self) -> None:
         """Write the stand-in's config (app registration, accounts) and (re)start it."""
