@@ -52,7 +52,8 @@ printf '%s\\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:
     'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid,issuer' > san.ext
 openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext \\
     -out cert.pem 2>/dev/null
-chmod 0600 ca.key key.pem
+test -f signing.pem || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out signing.pem 2>/dev/null
+chmod 0600 ca.key key.pem signing.pem
 cat /etc/ssl/certs/ca-certificates.crt ca.pem > bundle.pem
 """
 
@@ -115,6 +116,7 @@ class OIDCProvider:
     ca_file: Path | None = None
     tunnel: Tunnel | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    cookie_key: str = field(default_factory=lambda: secrets.token_hex(32))
 
     @property
     def issuer(self) -> str:
@@ -124,6 +126,7 @@ class OIDCProvider:
         return {
             "issuer": self.issuer, "host": "127.0.0.1", "port": self.port,
             "cert": f"{PROVIDER_DIR}/cert.pem", "key": f"{PROVIDER_DIR}/key.pem",
+            "signing_key": f"{PROVIDER_DIR}/signing.pem", "cookie_keys": [self.cookie_key],
             "client": {"client_id": self.client_id, "client_secret": self.client_secret,
                        "redirect_uris": self.redirect_uris, "name": "JupyterHub (test)"},
             "accounts": {a.login: {"password": a.password, "name": a.name or a.login, "email": a.email,
@@ -157,7 +160,7 @@ class OIDCProvider:
         self.tunnel.open(ssh_port=self.machine.ports[22])
 
     def restart(self) -> None:
-        """Write the config and (re)start the provider; a restart forgets every session, token and key."""
+        """Write the config and (re)start the provider; a restart forgets every session and token."""
         self.machine.run(f"umask 077 && cat > {PROVIDER_DIR}/config.json", input=json.dumps(self.config()))
         started = time.monotonic()
         self.machine.run(f"systemctl stop {UNIT} 2>/dev/null; systemctl reset-failed {UNIT} 2>/dev/null; "
@@ -168,7 +171,10 @@ class OIDCProvider:
         def answers() -> bool:
             return self.machine.run(discovery, check=False).returncode == 0
 
-        wait_for("the OpenID Connect provider to answer", answers, timeout=60, interval=0.3)
+        try:
+            wait_for("the OpenID Connect provider to answer", answers, timeout=60, interval=0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- journalctl -u {UNIT}\n{self.machine.journal(UNIT, lines=30)}") from exc
         self.timings["start"] = time.monotonic() - started
 
     def stop(self) -> None:
@@ -193,7 +199,7 @@ class OIDCProvider:
             return s.get(f"{self.issuer}/.well-known/openid-configuration", timeout=30).json()
 
     def jwks(self) -> dict:
-        """The provider's public signing keys (they change at every restart)."""
+        """The provider's public signing key (made once per VM by openssl, kept across restarts)."""
         with self.session() as s:
             return s.get(self.discovery()["jwks_uri"], timeout=30).json()
 

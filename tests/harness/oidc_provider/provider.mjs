@@ -13,10 +13,10 @@
 //   for a JWT access token whose audience is one of `exchange.audiences`.
 //
 // Run: node provider.mjs CONFIG.json. It keeps everything in memory: a restart
-// forgets every session and token and makes a new signing key. It logs requests by
+// forgets every session and token (the signing key is a file named in the config). It logs requests by
 // method and path only, and errors by their code: never a token, code or password.
 
-import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createPrivateKey, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 
@@ -58,10 +58,12 @@ function accountClaims(login) {
   };
 }
 
+// The signing key is made outside (openssl, by the harness): generating it here with
+// generateKeyPairSync now and then hung Node 20 at start in a test VM (a futex wait).
 function signingKey() {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const kid = randomBytes(8).toString('hex');
-  return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
+  const jwk = createPrivateKey(readFileSync(config.signing_key)).export({ format: 'jwk' });
+  const kid = createHash('sha256').update(jwk.n).digest('base64url').slice(0, 16);
+  return { ...jwk, kid, use: 'sig', alg: 'RS256' };
 }
 
 const provider = new Provider(config.issuer, {
@@ -75,7 +77,7 @@ const provider = new Provider(config.issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
   }],
   jwks: { keys: [signingKey()] },
-  cookies: { keys: [randomBytes(32).toString('hex')] },
+  cookies: { keys: config.cookie_keys },
   claims: {
     openid: ['sub'],
     profile: ['name', 'preferred_username'],
