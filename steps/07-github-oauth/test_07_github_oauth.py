@@ -14,19 +14,13 @@ from tests.harness import browser
 from tests.harness.acme import PublicName, pebble_root, point_traefik_at_pebble
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.fixtures import Hub, public_name, set_password
-from tests.harness.github import (
-    ENV_FILE,
-    LEGACY_CA,
-    GitHubStandIn,
-    default_accounts,
-    follow_to_hub,
-    write_secret,
-)
+from tests.harness.github import ENV_FILE, GitHubStandIn, default_accounts, follow_to_hub, write_secret
 from tests.harness.images import boot_stage, ensure_stage_image, install_answers
 from tests.harness.kernels import one_plus_one
 from tests.harness.machine import VM_INSTALL_ENV, ContainerVM
 from tests.harness.results import record
 from tests.harness.stages import all_stages
+from tests.harness.testca import LEGACY_CA
 from tests.harness.users import in_database, read_text, stop_server, write_text
 from tests.harness.versions import check as check_versions
 from tests.harness.waits import wait_for

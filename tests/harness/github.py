@@ -21,6 +21,7 @@ import requests
 
 from .hubclient import HubClient
 from .machine import ContainerVM
+from .testca import STRICT_CA, certificates_script
 from .tunnel import Tunnel, free_port
 from .waits import wait_for
 
@@ -30,29 +31,6 @@ HUB_DROPIN = "/etc/systemd/system/jupyterhub.service.d/hhw-github.conf"
 ENV_FILE = "/etc/jupyterhub/secrets/jupyterhub.env"
 SOURCE = Path(__file__).with_name("github_standin.py")
 ORG = "example-lab"  # the organization of steps/07-github-oauth/jupyterhub_config.py
-
-# Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs its key usage, the leaf its identifiers.
-STRICT_CA = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
-# A CA as a plain `openssl req -x509` makes it, as many private CAs were made: no key usage.
-LEGACY_CA = ""
-
-
-def certificates_script(ca_extensions: str = STRICT_CA) -> str:
-    """Shell commands that make the stand-in's CA, its certificate for 127.0.0.1, and the hub's CA bundle."""
-    return f"""
-set -e
-install -d -m 0755 {STANDIN_DIR}
-cd {STANDIN_DIR}
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hhw-github-standin-ca {ca_extensions} \\
-    -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out req.csr 2>/dev/null
-printf '%s\\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \\
-    'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' \\
-    'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid,issuer' > san.ext
-openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext \\
-    -out cert.pem 2>/dev/null
-cat /etc/ssl/certs/ca-certificates.crt ca.pem > bundle.pem
-"""
 
 
 @dataclass(frozen=True)
@@ -138,7 +116,7 @@ class GitHubStandIn:
 
     def issue_certificates(self, ca_extensions: str = STRICT_CA) -> None:
         """A new test CA and certificate (a hub already running keeps trusting the old CA until it restarts)."""
-        self.machine.run(certificates_script(ca_extensions))
+        self.machine.run(certificates_script(STANDIN_DIR, "hhw-github-standin-ca", ca_extensions))
         assert self.ca_file is not None
         self.ca_file.write_text(self.machine.output(f"cat {STANDIN_DIR}/ca.pem") + "\n")
         self.restart()

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import requests
 
 from .machine import VM_INSTALL_ENV, ContainerVM
+from .testca import certificates_script
 from .tunnel import Tunnel, free_port
 from .waits import wait_for
 
@@ -39,22 +40,12 @@ CATALOGUE = "https://catalogue.example.org"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
-# Python 3.13 verifies strictly: the CA needs its key usage, the leaf its key identifiers.
-CERTIFICATES = f"""
+# The provider's signing key, made once per VM (openssl, not Node: see start()).
+SIGNING_KEY = f"""
 set -e
 cd {PROVIDER_DIR}
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hhw-oidc-test-ca \\
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \\
-    -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out req.csr 2>/dev/null
-printf '%s\\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \\
-    'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' \\
-    'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid,issuer' > san.ext
-openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext \\
-    -out cert.pem 2>/dev/null
 test -f signing.pem || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out signing.pem 2>/dev/null
-chmod 0600 ca.key key.pem signing.pem
-cat /etc/ssl/certs/ca-certificates.crt ca.pem > bundle.pem
+chmod 0600 signing.pem
 """
 
 
@@ -153,7 +144,7 @@ class OIDCProvider:
         self.port = self.port or free_port()
         self.ca_file = tmp / "oidc-ca.pem"
         self.install()
-        self.machine.run(CERTIFICATES)
+        self.machine.run(certificates_script(PROVIDER_DIR, "hhw-oidc-test-ca") + SIGNING_KEY)
         self.ca_file.write_text(self.machine.output(f"cat {PROVIDER_DIR}/ca.pem") + "\n")
         self.restart()
         self.tunnel = Tunnel(remote_port=self.port, local_port=self.port)
