@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 release="${HHW_DEBIAN:-13}"
 started=$(date +%s)
 echo "[run-tests] Debian $release test VMs: pytest ${*:-(every test)}"
-.venv/bin/pytest --debian "$release" --durations=12 "$@"
+junit=".cache/results/junit-d$release.xml"
+mkdir -p .cache/results && rm -f "$junit"
+.venv/bin/pytest --debian "$release" --durations=12 --junitxml="$junit" -o junit_family=xunit2 "$@"
 rc=$?
 echo "[run-tests] Debian $release: pytest exited $rc after $(( $(date +%s) - started )) s"
+# How long each stage's tests took (its image built, if it had to be, included).
+[ -s "$junit" ] && .venv/bin/python scripts/stage_times.py "$junit" "[run-tests] time"
 # Measurements the tests recorded (spawn, restart and issuance times, security scores).
 for f in .cache/results/*.json; do
     [ -e "$f" ] && echo "[run-tests] $(basename "$f" .json): $(tr -d '\n ' < "$f")"
