@@ -22,6 +22,7 @@ from .github import GitHubStandIn, default_accounts
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
 from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
+from .oidc import OIDCProvider
 from .results import record
 from .stages import Stage, stage_of
 from .waits import wait_for
@@ -106,6 +107,8 @@ class Hub:
     session_factory: Callable[[], requests.Session] | None = None
     # GitHub's stand-in, on stages where people log in through GitHub.
     github: GitHubStandIn | None = None
+    # The OpenID Connect provider, on stages where people log in through one.
+    oidc: OIDCProvider | None = None
 
     def _new_client(self) -> HubClient:
         if self.session_factory is None:
@@ -144,8 +147,14 @@ class Hub:
     def session(self, person: Person) -> HubClient:
         """A new client, logged in as ``person`` (fails with the login page's message if refused).
 
-        On a GitHub stage the client makes the OAuth round trip through the stand-in.
+        On a GitHub stage the client makes the OAuth round trip through the stand-in; on an
+        OpenID Connect stage, through the provider's sign-in form.
         """
+        if self.oidc is not None:
+            client = self.client()
+            r = self.oidc.login(client, person.login or person.name, person.password)
+            assert r.status_code == 302, f"OIDC login of {person.login} refused ({r.status_code}): {r.text[:500]}"
+            return client
         if self.github is None:
             return users.login(self.client(), person.name, person.password)
         client = self.client()
@@ -230,10 +239,29 @@ def github(machine: Machine, stage: Stage, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
+def oidc(machine: Machine, stage: Stage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCProvider]:
+    """The OpenID Connect provider, running in the test VM, its client the hub's (ID and secret), the hub
+    pointed at it by a drop-in (read at the hub's next restart)."""
+    if not isinstance(machine, ContainerVM):
+        pytest.skip("the OpenID Connect provider runs only on a test VM; log in to your own hub with your provider")
+    name = public_name(stage)
+    provider = OIDCProvider.registered_with(machine, redirect_uris=[f"https://{name}/hub/oauth_callback"],
+                                            post_logout_redirect_uris=[f"https://{name}/hub/login"])  # fmt: skip
+    provider.start(tmp_path_factory.mktemp("oidc"))
+    record("oidc-provider-start", {k: round(v, 2) for k, v in provider.timings.items()})
+    try:
+        provider.point_hub_here()
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="module")
 def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url: str, hub_tls) -> Hub:
     """The stage's hub, started as the chapter starts it (start.sh) when the test VM is new.
 
-    On a GitHub stage, the hub is restarted pointing at GitHub's stand-in.
+    On a GitHub stage, the hub is restarted pointing at GitHub's stand-in; on an OpenID Connect
+    stage, at the provider.
     """
     verify, session_factory = hub_tls
     h = Hub(machine, stage, hub_url, verify=verify, session_factory=session_factory)
@@ -241,6 +269,9 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
         h.start()
     if stage.login == "github":
         h.github = request.getfixturevalue("github")
+        machine.run("systemctl restart jupyterhub")
+    if stage.login == "oidc":
+        h.oidc = request.getfixturevalue("oidc")
         machine.run("systemctl restart jupyterhub")
     h.wait_up()
     return h
@@ -251,8 +282,9 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
 
 @dataclass(frozen=True)
 class Person:
-    """Someone who logs in: a Linux account with the password the tests gave it, or (GitHub stages)
-    an account of GitHub's stand-in, whose ``login`` the hub turns into the user ``name``."""
+    """Someone who logs in: a Linux account with the password the tests gave it, or (GitHub and
+    OpenID Connect stages) an account of the stand-in or provider, whose ``login`` the hub turns into
+    the user ``name``."""
 
     name: str
     password: str
@@ -271,6 +303,9 @@ def people(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> di
     if stage.login == "github":
         accounts = request.getfixturevalue("github").accounts
         return {n: Person(accounts[n].name, accounts[n].password, accounts[n].login) for n in ("alice", "bob")}
+    if stage.login == "oidc":
+        accounts = request.getfixturevalue("oidc").accounts
+        return {n: Person(n, accounts[n].password, accounts[n].login) for n in ("alice", "bob", "carol")}
     found = {}
     for name in ("alice", "bob"):
         if machine.run(f"id {name}", check=False).returncode == 0:
@@ -280,8 +315,13 @@ def people(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> di
 
 @pytest.fixture
 def outsider(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> Iterator[Person]:
-    """A real Linux user (on GitHub stages: a GitHub account) whom no allow rule names; removed afterwards."""
+    """A real Linux user (on GitHub stages: a GitHub account; on OpenID Connect stages: an account of the
+    provider in no allowed group) whom no allow rule names; removed afterwards."""
     name = "mallory"
+    if stage.login == "oidc":
+        account = request.getfixturevalue("oidc").accounts[name]
+        yield Person(name, account.password, account.login)
+        return
     if stage.login == "github":
         account = request.getfixturevalue("github").accounts[name]
         yield Person(account.name, account.password, account.login)

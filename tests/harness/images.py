@@ -29,10 +29,16 @@ INSTALL_LOGS = "/var/log/hhw-install"  # in a stage image: what each stage's ins
 def install_answers() -> dict[str, str]:
     """What a reader gives an install.sh that asks (without a terminal, it reads them from its environment).
 
-    Stage 07 asks for the GitHub OAuth app's client ID and secret; the tests' GitHub
-    stand-in later reads them back from the hub's EnvironmentFile, as if registered so.
+    Stage 07 asks for the GitHub OAuth app's client ID and secret, stage 09 for the OpenID
+    Connect client's; the tests' GitHub stand-in and OpenID Connect provider later read them
+    back from the hub's EnvironmentFile, as if registered so.
     """
-    return {"GITHUB_CLIENT_ID": "hhw" + secrets.token_hex(10), "GITHUB_CLIENT_SECRET": secrets.token_hex(20)}
+    return {
+        "GITHUB_CLIENT_ID": "hhw" + secrets.token_hex(10),
+        "GITHUB_CLIENT_SECRET": secrets.token_hex(20),
+        "OIDC_CLIENT_ID": "hub-" + secrets.token_hex(6),
+        "OIDC_CLIENT_SECRET": secrets.token_urlsafe(32),
+    }
 
 
 def image_id(ref: str) -> str | None:

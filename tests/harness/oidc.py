@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
+from .github import follow_to_hub
 from .machine import VM_INSTALL_ENV, ContainerVM
 from .testca import certificates_script
 from .tunnel import Tunnel, free_port
@@ -36,6 +37,9 @@ PROVIDER_DIR = "/opt/hhw-oidc"
 UNIT = "hhw-oidc"
 BUNDLE = f"{PROVIDER_DIR}/bundle.pem"
 CALLBACK_URL = "https://hub.example.org/hub/oauth_callback"
+AFTER_LOGOUT_URL = "https://hub.example.org/hub/login"
+HUB_DROPIN = "/etc/systemd/system/jupyterhub.service.d/hhw-oidc.conf"
+ENV_FILE = "/etc/jupyterhub/secrets/jupyterhub.env"
 CATALOGUE = "https://catalogue.example.org"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -98,6 +102,7 @@ class OIDCProvider:
     client_id: str = field(default_factory=lambda: "hub-" + secrets.token_hex(6))
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     redirect_uris: list[str] = field(default_factory=lambda: [CALLBACK_URL])
+    post_logout_redirect_uris: list[str] = field(default_factory=lambda: [AFTER_LOGOUT_URL])
     audiences: list[str] = field(default_factory=lambda: [CATALOGUE])
     access_token_ttl: int = 600
     refresh_token_ttl: int = 86400
@@ -119,7 +124,8 @@ class OIDCProvider:
             "cert": f"{PROVIDER_DIR}/cert.pem", "key": f"{PROVIDER_DIR}/key.pem",
             "signing_key": f"{PROVIDER_DIR}/signing.pem", "cookie_keys": [self.cookie_key],
             "client": {"client_id": self.client_id, "client_secret": self.client_secret,
-                       "redirect_uris": self.redirect_uris, "name": "JupyterHub (test)"},
+                       "redirect_uris": self.redirect_uris, "name": "JupyterHub (test)",
+                       "post_logout_redirect_uris": self.post_logout_redirect_uris},
             "accounts": {a.login: {"password": a.password, "name": a.name or a.login, "email": a.email,
                                    "groups": list(a.groups)} for a in self.accounts.values()},
             "access_token_ttl": self.access_token_ttl, "refresh_token_ttl": self.refresh_token_ttl,
@@ -171,7 +177,27 @@ class OIDCProvider:
     def stop(self) -> None:
         if self.tunnel:
             self.tunnel.close()
-        self.machine.run(f"systemctl stop {UNIT}", check=False)
+        self.machine.run(f"systemctl stop {UNIT}; rm -f {HUB_DROPIN}; systemctl daemon-reload", check=False)
+
+    def point_hub_here(self) -> None:
+        """A test-only drop-in: the hub's ``OIDC_ISSUER`` is this provider, and it trusts the test CA.
+
+        Not in the EnvironmentFile: systemd lets EnvironmentFile= override Environment=.
+        The hub reads it at its next (re)start.
+        """
+        self.machine.run(
+            f"mkdir -p {HUB_DROPIN.rsplit('/', 1)[0]} && printf '%s\\n' '[Service]' "
+            f"'Environment=OIDC_ISSUER={self.issuer}' 'Environment=SSL_CERT_FILE={BUNDLE}' > {HUB_DROPIN} "
+            "&& systemctl daemon-reload"
+        )
+
+    @classmethod
+    def registered_with(cls, machine: ContainerVM, **kw) -> OIDCProvider:
+        """A provider whose client is the hub's: the ID and secret install.sh put in the hub's EnvironmentFile."""
+        values = dict(line.split("=", 1) for line in machine.output(f"cat {ENV_FILE}").splitlines() if "=" in line)
+        for key in ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"):
+            assert values.get(key), f"{key} is not in {ENV_FILE}"
+        return cls(machine, client_id=values["OIDC_CLIENT_ID"], client_secret=values["OIDC_CLIENT_SECRET"], **kw)
 
     def log(self) -> str:
         """The provider's journal (requests by method and path, errors by code; never a token)."""
@@ -219,6 +245,17 @@ class OIDCProvider:
         answer = s.post(urljoin(answer.url, action), data={"login": login, "password": password},
                         allow_redirects=False, timeout=30)  # fmt: skip
         return self._follow(s, answer)
+
+    def login(self, client, login: str, password: str, next_url: str | None = None) -> requests.Response:
+        """The whole round trip as a browser makes it: the hub, the provider's form, the hub's callback.
+
+        ``client`` is a HubClient; returns the callback's answer (302 when the hub let the user in).
+        """
+        start = client.get("/hub/oauth_login" + (f"?next={next_url}" if next_url else ""), allow_redirects=False)
+        assert start.status_code == 302, f"/hub/oauth_login answered {start.status_code}: {start.text[:300]}"
+        answer = self.sign_in(start.headers["Location"], login, password)
+        assert answer.is_redirect, f"the provider's sign-in answered {answer.status_code}: {answer.text[:500]}"
+        return follow_to_hub(client, answer.headers["Location"])
 
     def _follow(self, s: requests.Session, answer: requests.Response) -> requests.Response:
         """Follow redirects while they stay on the provider."""

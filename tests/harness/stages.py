@@ -53,9 +53,13 @@ class Stage:
 
     @property
     def login(self) -> str:
-        """How people log in at this stage: "github" (through GitHub's OAuth) or "pam" (a password form)."""
+        """How people log in at this stage: "oidc" (an OpenID Connect provider), "github" (GitHub's OAuth)
+        or "pam" (a password form)."""
         config = self.latest("jupyterhub_config.py")
-        return "github" if config and 'authenticator_class = "github"' in config.read_text() else "pam"
+        text = config.read_text() if config else ""
+        if "c.GenericOAuthenticator." in text:
+            return "oidc"
+        return "github" if 'authenticator_class = "github"' in text else "pam"
 
     def files(self) -> list[Path]:
         """The files a reader copies: everything but tests and caches."""

@@ -9,6 +9,7 @@
 //   offline_access scope unless the request also says prompt=consent);
 // - access tokens that live `access_token_ttl` seconds (a test can make them short);
 // - revocation (RFC 7009) and introspection (RFC 7662) for the client;
+// - RP-initiated logout (end_session_endpoint) back to the client's post-logout URIs;
 // - an RFC 8693 token exchange: an access token of this provider (the subject token)
 //   for a JWT access token whose audience is one of `exchange.audiences`.
 //
@@ -72,6 +73,7 @@ const provider = new Provider(config.issuer, {
     client_secret: config.client.client_secret,
     client_name: config.client.name ?? 'JupyterHub (test)',
     redirect_uris: config.client.redirect_uris,
+    post_logout_redirect_uris: config.client.post_logout_redirect_uris ?? [],
     response_types: ['code'],
     grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
     token_endpoint_auth_method: 'client_secret_basic',
