@@ -284,6 +284,20 @@ def test_runboard_serves_its_owner_only(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
 
 
-def test_chapter_shows_what_install_printed(hub):
+def test_spawner_and_images_are_in_place(machine):
+    """What the hub needs at its next start (also on your own machine): the module, the config's sizes, the images."""
+    assert machine.output("stat -c '%a %U' /usr/local/lib/jupyterhub/sizedspawner.py") == "644 root"
+    sizes = machine.output(
+        "cd /tmp && set -a && . /etc/jupyterhub/secrets/jupyterhub.env && set +a && "
+        "/opt/jupyterhub/bin/python -c 'from traitlets.config import PyFileConfigLoader as L; "
+        'c = L("/etc/jupyterhub/jupyterhub_config.py").load_config(); '
+        "print(c.JupyterHub.spawner_class.__name__, *c.SizedDockerSpawner.sizes)'"
+    )
+    assert sizes == "SizedDockerSpawner small medium large"
+    for image in IMAGES.values():
+        assert machine.run(f"docker image inspect {image}", check=False).returncode == 0, f"no image {image}"
+
+
+def test_chapter_shows_what_install_printed(machine, stage):
     """Each "You should see" block after an install.sh section matches what it printed on this VM."""
-    print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")
+    print(f"{check_chapter_outputs(machine, stage)} quoted lines checked")

@@ -192,7 +192,8 @@ def public_name(stage: Stage) -> str:
 def public(machine: Machine, stage: Stage) -> PublicName:
     """Where this machine reaches the hub's public name: the VM's ports 80 and 443 on loopback."""
     if not isinstance(machine, ContainerVM):
-        pytest.skip("Pebble replaces Let's Encrypt only on a test VM; check your own hub with a browser")
+        pytest.skip("reaches the hub by its name with a certificate from Pebble, on a test VM only; "
+                    "check your own hub in a browser")  # fmt: skip
     return PublicName(public_name(stage), https_port=machine.ports[443], http_port=machine.ports[80])
 
 
