@@ -90,7 +90,10 @@ class Kernel:
 
     def reconnect(self) -> None:
         """Open a new WebSocket to the same kernel, as JupyterLab does after losing its connection."""
-        self.ws.close()
+        try:
+            self.ws.close()
+        except (websocket.WebSocketException, OSError):
+            pass  # already cut
         self.ws = connect(self.client, self.username, self.id)
 
 

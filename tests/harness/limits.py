@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import uuid
 
@@ -30,23 +32,38 @@ def states_while_running(k: Kernel, code: str, timeout: float = 60) -> list[str]
                           "channel": "shell", "buffers": []}))  # fmt: skip
     seen: list[str] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        k.ws.settimeout(max(0.1, deadline - time.monotonic()))
-        try:
-            reply = json.loads(k.ws.recv())
-        except websocket.WebSocketTimeoutException:
-            break
-        ours = reply.get("parent_header", {}).get("msg_id") == msg_id
-        kind, body = reply["msg_type"], reply["content"]
-        if kind == "status":
-            seen.append(body["execution_state"])
-            if (body["execution_state"] == "idle" and ours) or (
-                body["execution_state"] == "starting" and "restarting" in seen
-            ):
+    # Seen twice: a read on this TLS WebSocket blocked past its timeout once the kernel was killed.
+    # A watchdog cuts the connection then, so the wait ends as the deadline says.
+    watchdog = threading.Timer(timeout + 5, cut, args=(k,))
+    watchdog.start()
+    try:
+        while time.monotonic() < deadline:
+            k.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                reply = json.loads(k.ws.recv())
+            except (websocket.WebSocketException, OSError):
                 break
-        elif kind == "stream" and ours:
-            seen.append(f"stream: {body['text'].strip()}")
+            ours = reply.get("parent_header", {}).get("msg_id") == msg_id
+            kind, body = reply["msg_type"], reply["content"]
+            if kind == "status":
+                seen.append(body["execution_state"])
+                if (body["execution_state"] == "idle" and ours) or (
+                    body["execution_state"] == "starting" and "restarting" in seen
+                ):
+                    break
+            elif kind == "stream" and ours:
+                seen.append(f"stream: {body['text'].strip()}")
+    finally:
+        watchdog.cancel()
     return seen
+
+
+def cut(k: Kernel) -> None:
+    """Shut the kernel's WebSocket down under a blocked read (which then fails at once)."""
+    try:
+        k.ws.sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 def docker_limits(machine: Machine, name: str) -> dict[str, int]:
