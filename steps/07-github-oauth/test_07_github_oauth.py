@@ -49,28 +49,12 @@ def test_round_trip_in_a_browser(hub, people, public, request):
     """The hub's login page, "Sign in with GitHub", GitHub's page, back, the spawn form, JupyterLab."""
     if not browser.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (scripts/setup-host.sh installs it)")
-    alice = people["alice"]
-    update = request.config.getoption("--update-screenshots")
-    started = time.monotonic()
-    with browser.page(resolve={public.name: public.https_port}, insecure=True) as page:
-        page.goto(f"https://{public.name}/hub/login")
-        browser.save(page, "07-hub-login", update_book=update)
-        page.click("text=Sign in with GitHub")
-        page.wait_for_selector("#login_field")
-        assert page.url.startswith(hub.github.url + "/login/oauth/authorize")
-        browser.save(page, "07-github-sign-in", update_book=update)
-        page.fill("#login_field", alice.login)
-        page.fill("#password", alice.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"https://{public.name}/hub/**")
-        oauth_seconds = time.monotonic() - started
-        if "/hub/spawn" in page.url:  # the options form of stage 03: start the default image
-            page.click("input[type=submit], button[type=submit]")
-        page.wait_for_url(f"https://{public.name}/user/alice/lab**", timeout=120_000)
-        page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-        page.wait_for_load_state("networkidle")
-        browser.save(page, "07-lab-after-github", update_book=update)
-    record("oauth-round-trip-browser", {"seconds_login_page_to_hub": round(oauth_seconds, 2)})
+    seconds = browser.oauth_round_trip(
+        public, people["alice"], button="Sign in with GitHub", provider_url=hub.github.url + "/login/oauth/authorize",
+        login_field="#login_field", shots=("07-hub-login", "07-github-sign-in", "07-lab-after-github"),
+        update_book=request.config.getoption("--update-screenshots"),
+    )  # fmt: skip
+    record("oauth-round-trip-browser", {"seconds_login_page_to_hub": round(seconds, 2)})
 
 
 def test_named_user_logs_in_spawns_and_runs_code(hub, people):

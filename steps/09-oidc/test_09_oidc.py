@@ -114,28 +114,13 @@ def test_round_trip_in_a_browser(hub, people, public, request):
     """The hub's login page, "Sign in with Example Institute", the provider's form, back, the spawn form, JupyterLab."""
     if not browser.CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (scripts/setup-host.sh installs it)")
-    alice = people["alice"]
-    update = request.config.getoption("--update-screenshots")
-    started = time.monotonic()
-    with browser.page(resolve={public.name: public.https_port}, insecure=True) as page:
-        page.goto(f"https://{public.name}/hub/login")
-        browser.save(page, "09-hub-login", update_book=update)
-        page.click("text=Sign in with Example Institute")
-        page.wait_for_selector("#login")
-        assert page.url.startswith(hub.oidc.issuer + "/interaction/")
-        browser.save(page, "09-provider-sign-in", update_book=update)
-        page.fill("#login", alice.login)
-        page.fill("#password", alice.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"https://{public.name}/hub/**")
-        oauth_seconds = time.monotonic() - started
-        if "/hub/spawn" in page.url:  # the options form of stage 08: start the defaults
-            page.click("input[type=submit], button[type=submit]")
-        page.wait_for_url(f"https://{public.name}/user/alice/lab**", timeout=120_000)
-        page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-        page.wait_for_load_state("networkidle")
-        browser.save(page, "09-lab-after-oidc", update_book=update)
-    record("oidc-round-trip-browser", {"seconds_login_page_to_hub": round(oauth_seconds, 2)})
+    seconds = browser.oauth_round_trip(
+        public, people["alice"], button="Sign in with Example Institute",
+        provider_url=hub.oidc.issuer + "/interaction/", login_field="#login",
+        shots=("09-hub-login", "09-provider-sign-in", "09-lab-after-oidc"),
+        update_book=request.config.getoption("--update-screenshots"),
+    )  # fmt: skip
+    record("oidc-round-trip-browser", {"seconds_login_page_to_hub": round(seconds, 2)})
 
 
 def test_member_of_an_allowed_group_gets_in_spawns_and_runs_code(hub, people):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,3 +91,34 @@ def save(pw_page, name: str, *, update_book: bool = False) -> Path:
         BOOK_IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, book_copy)
     return path
+
+
+def oauth_round_trip(public, person, *, button: str, provider_url: str, login_field: str, shots: tuple[str, str, str],
+                     update_book: bool = False) -> float:  # fmt: skip
+    """Log ``person`` in through an OAuth provider in headless Chromium, as a reader's browser does.
+
+    The hub's login page, its button (``button``), the provider's sign-in form (its login field
+    ``login_field``, at a URL under ``provider_url``), back to the hub, the options form with its
+    defaults, JupyterLab. Saves three screenshots (``shots``: the hub's login page, the provider's
+    form, JupyterLab); returns the seconds from opening the login page until back on the hub.
+    """
+    started = time.monotonic()
+    with page(resolve={public.name: public.https_port}, insecure=True) as pw_page:
+        pw_page.goto(f"https://{public.name}/hub/login")
+        save(pw_page, shots[0], update_book=update_book)
+        pw_page.click(f"text={button}")
+        pw_page.wait_for_selector(login_field)
+        assert pw_page.url.startswith(provider_url), f"the button led to {pw_page.url}, not {provider_url}"
+        save(pw_page, shots[1], update_book=update_book)
+        pw_page.fill(login_field, person.login)
+        pw_page.fill("#password", person.password)
+        pw_page.click("button[type=submit]")
+        pw_page.wait_for_url(f"https://{public.name}/hub/**")
+        seconds = time.monotonic() - started
+        if "/hub/spawn" in pw_page.url:  # the options form: start the defaults
+            pw_page.click("input[type=submit], button[type=submit]")
+        pw_page.wait_for_url(f"https://{public.name}/user/{person.name}/lab**", timeout=120_000)
+        pw_page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+        pw_page.wait_for_load_state("networkidle")
+        save(pw_page, shots[2], update_book=update_book)
+    return seconds
