@@ -14,7 +14,9 @@ OPEN = re.compile(r"^✗ (\S+)\s+.*?\s([\d.]+)$")
 
 def installed_units(machine: Machine) -> list[str]:
     """The stage units present on the machine, in install order."""
-    return [u for u in STAGE_UNITS if machine.run(f"test -f /etc/systemd/system/{u}.service", check=False).returncode == 0]
+    files = " ".join(f"{u}.service" for u in STAGE_UNITS)
+    present = machine.output(f"cd /etc/systemd/system && ls {files} 2>/dev/null", check=False)
+    return [u for u in STAGE_UNITS if f"{u}.service" in present.split()]
 
 
 def open_settings(machine: Machine, unit: str) -> dict[str, float]:
