@@ -8,6 +8,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,12 +19,21 @@ import requests
 
 from . import browser, releases, users
 from .acme import PublicName, pebble_root, point_traefik_at_pebble
+from .doctor import fault, section
 from .github import GitHubStandIn, default_accounts
 from .hubclient import HubClient
 from .images import boot_stage, ensure_stage_image
-from .machine import ContainerVM, LocalMachine, Machine, remove_session_containers, remove_stale_containers
+from .machine import (
+    ContainerVM,
+    LocalMachine,
+    Machine,
+    RemoteMachine,
+    remove_session_containers,
+    remove_stale_containers,
+)
 from .oidc import OIDCProvider
 from .results import record
+from .server_checks import checks_for
 from .stages import Stage, stage_of
 from .waits import wait_for
 
@@ -37,6 +47,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "local: this machine, as root (your own VM, built by the book)")  # fmt: skip
     group.addoption("--debian", choices=sorted(releases.RELEASES), default=None,
                     help=f"Debian release of test VMs (default: ${releases.ENV} or {releases.DEFAULT})")  # fmt: skip
+    group.addoption(
+        "--hub-url",
+        default=None,
+        metavar="URL",
+        help="check a hub from another machine, e.g. https://hub.example.org: only what HTTP shows "
+        "(the login page, a login and a start, the certificate, the redirect, HSTS, TLS versions)",
+    )
+    group.addoption(
+        "--user",
+        default=os.environ.get("HHW_USER"),
+        metavar="NAME",
+        help="with --target local or --hub-url: the account that logs in and starts a server "
+        "(default: $HHW_USER); its password is read from $HHW_PASSWORD, never from an option",
+    )
+    group.addoption(
+        "--public-name",
+        default=None,
+        metavar="NAME",
+        help="with --target local: the hub's public name (default: the domain in the stage's traefik.toml)",
+    )
+    group.addoption(
+        "--allow-disruption",
+        action="store_true",
+        help="with --target local: also run the tests that restart or break the hub (users notice)",
+    )
     group.addoption("--keep-vm", action="store_true", help="leave test VMs running, for a look inside")
     group.addoption("--update-screenshots", action="store_true", help="overwrite the book's screenshots")
 
@@ -56,11 +91,33 @@ def pytest_configure(config: pytest.Config) -> None:
         remove_stale_containers()
 
 
+def mode(config: pytest.Config) -> str:
+    """ "container" (test VMs), "local" (this machine) or "remote" (only a hub's URL)."""
+    if config.getoption("--target") == "local":
+        return "local"
+    return "remote" if config.getoption("--hub-url") else "container"
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    target = config.getoption("--target")
-    if target == "local":
+    if mode(config) == "local":
         return "hhw: target local (this machine)"
+    if mode(config) == "remote":
+        return f"hhw: the hub at {config.getoption('--hub-url')}, from this machine"
     return f"hhw: test VMs run Debian {releases.current()} ({releases.codename()})"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On a reader's own server, tests that restart or break things run only when asked to."""
+    if mode(item.config) != "container" and item.get_closest_marker("disruptive"):
+        if not item.config.getoption("--allow-disruption"):
+            pytest.skip("restarts or breaks part of the hub (users would notice): add --allow-disruption to run it")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``test_your_server(server_check)`` runs once per check that applies to the module's stage."""
+    if "server_check" in metafunc.fixturenames:
+        found = checks_for(stage_of(metafunc.definition.path))
+        metafunc.parametrize("server_check", found, ids=[c.name for c in found])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -80,8 +137,11 @@ def stage(request: pytest.FixtureRequest) -> Stage:
 @pytest.fixture(scope="module")
 def machine(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Machine]:
     """The machine under test: a VM booted from the saved image of this stage, or this machine."""
-    if request.config.getoption("--target") == "local":
+    if mode(request.config) == "local":
         yield LocalMachine()
+        return
+    if mode(request.config) == "remote":
+        yield RemoteMachine(request.config.getoption("--hub-url"))
         return
     if subprocess.run(["docker", "info"], check=False, capture_output=True).returncode != 0:
         pytest.fail("no Docker Engine answers 'docker info': run scripts/setup-host.sh (make test does)")
@@ -207,10 +267,50 @@ def root_ca(machine: Machine, public: PublicName, tmp_path_factory: pytest.TempP
     return str(path)
 
 
+def system_ca() -> str | bool:
+    """The CAs this machine's system trusts (Debian's bundle), else those of certifi."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    return str(bundle) if bundle.is_file() else True
+
+
+@dataclass(frozen=True)
+class Site:
+    """The hub's public name, where this machine reaches its HTTPS and HTTP ports, and the CAs it trusts."""
+
+    name: str
+    https: tuple[str, int]
+    http: tuple[str, int]
+    ca_file: str | None
+
+
+@pytest.fixture(scope="module")
+def site(request: pytest.FixtureRequest, stage: Stage) -> Site:
+    """The HTTPS side of the hub: on a test VM, Pebble's certificate through the VM's ports; on your own
+    server, the real certificate on ports 443 and 80 of this machine, checked against the system's CAs;
+    with --hub-url, the hub by its name, over the network."""
+    ca = system_ca()
+    ca_file = ca if isinstance(ca, str) else None
+    if mode(request.config) == "remote":
+        url = urllib.parse.urlsplit(request.config.getoption("--hub-url"))
+        if url.scheme != "https" or not url.hostname:
+            pytest.skip(f"checks HTTPS, and {url.geturl()} is not an https:// URL")
+        return Site(url.hostname, (url.hostname, url.port or 443), (url.hostname, 80), ca_file)
+    name = request.config.getoption("--public-name") or public_name(stage)
+    if mode(request.config) == "local":
+        return Site(name, ("127.0.0.1", 443), ("127.0.0.1", 80), ca_file)
+    public, root_ca = request.getfixturevalue("public"), request.getfixturevalue("root_ca")
+    return Site(public.name, ("127.0.0.1", public.https_port), ("127.0.0.1", public.http_port), root_ca)
+
+
 @pytest.fixture(scope="module")
 def hub_url(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> str:
     """Where the hub answers: port 8000 of the machine's loopback, through an SSH tunnel as in the book;
-    from stage 06 on, its HTTPS port on its public name (with a certificate from Pebble)."""
+    from stage 06 on, its HTTPS port on its public name (with a certificate from Pebble). On your own
+    server, this machine's port 8000 or 443; with --hub-url, that URL."""
+    if mode(request.config) == "remote":
+        return request.config.getoption("--hub-url").rstrip("/")
+    if stage.serves_https and mode(request.config) == "local":
+        return "https://127.0.0.1:443"
     if stage.serves_https:
         request.getfixturevalue("root_ca")
         return request.getfixturevalue("public").https_url
@@ -220,8 +320,13 @@ def hub_url(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> s
 @pytest.fixture(scope="module")
 def hub_tls(request: pytest.FixtureRequest, stage: Stage) -> tuple[bool | str, Callable[[], requests.Session] | None]:
     """How clients verify the hub and make their sessions (HTTPS: Pebble's root, the name pinned to loopback)."""
+    if mode(request.config) == "remote":
+        return system_ca(), None
     if not stage.serves_https:
         return True, None
+    if mode(request.config) == "local":
+        site = request.getfixturevalue("site")
+        return system_ca(), lambda: PublicName(site.name, site.https[1], site.http[1]).session(site.ca_file)
     public, root_ca = request.getfixturevalue("public"), request.getfixturevalue("root_ca")
     return root_ca, lambda: public.session(root_ca)
 
@@ -266,6 +371,9 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
     """
     verify, session_factory = hub_tls
     h = Hub(machine, stage, hub_url, verify=verify, session_factory=session_factory)
+    if mode(request.config) != "container":
+        answers(h)
+        return h
     if isinstance(machine, ContainerVM) and (stage.path / "start.sh").exists():
         h.start()
     if stage.login == "github":
@@ -276,6 +384,18 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
         machine.run("systemctl restart jupyterhub")
     h.wait_up()
     return h
+
+
+def answers(hub: Hub) -> None:
+    """On your own server: the hub answers its login page now, or the run stops with one sentence."""
+    try:
+        r = hub.client().get("/hub/login")
+    except requests.RequestException as exc:
+        fault(f"The hub does not answer at {hub.url}/hub/login ({type(exc).__name__}): is it running? "
+              f"`systemctl status jupyterhub` says ({section('01', 'Start the hub')}).", str(exc))  # fmt: skip
+    if r.status_code != 200:
+        fault(f"{hub.url}/hub/login answers {r.status_code}, not the hub's login page: is the proxy's route "
+              f"to the hub there? ({section('04', 'The routes the hub writes')}).", r.text[:500])  # fmt: skip
 
 
 # -- people ---------------------------------------------------------------------------
@@ -298,20 +418,49 @@ def set_password(machine: Machine, name: str) -> Person:
     return Person(name, password)
 
 
+class People(dict):
+    """People by name. Asking for one the run does not have skips the test and says why."""
+
+    def __init__(self, found: dict[str, Person], missing: str) -> None:
+        super().__init__(found)
+        self.missing = missing  # the skip reason, with {name}
+
+    def __missing__(self, name: str) -> Person:
+        pytest.skip(self.missing.format(name=name))
+
+    def first(self) -> Person:
+        """The first person (alice on a test VM, the --user on your own server)."""
+        if not self:
+            pytest.skip(self.missing.format(name="someone"))
+        return next(iter(self.values()))
+
+
 @pytest.fixture(scope="module")
 def people(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> dict[str, Person]:
-    """The book's users (those that exist at this stage) with fresh random passwords."""
+    """The book's users (those that exist at this stage) with fresh random passwords. On your own
+    server: only the account given with --user, its password from $HHW_PASSWORD (nobody's password
+    is ever changed there)."""
+    if mode(request.config) != "container":
+        if stage.login != "pam":
+            provider = "GitHub" if stage.login == "github" else "your OpenID Connect provider"
+            return People({}, f"people log in through {provider} at this stage: check a login in your browser")
+        user, password = request.config.getoption("--user"), os.environ.get("HHW_PASSWORD")
+        if user and password:
+            return People({user: Person(user, password)}, f"needs {{name}}'s password; this run has {user}'s only")
+        return People({}, "needs a person to log in: give --user NAME and the password in $HHW_PASSWORD")
     if stage.login == "github":
         accounts = request.getfixturevalue("github").accounts
-        return {n: Person(accounts[n].name, accounts[n].password, accounts[n].login) for n in ("alice", "bob")}
+        return People({n: Person(accounts[n].name, accounts[n].password, accounts[n].login) for n in ("alice", "bob")},
+                      "{name} has no GitHub account in the stand-in")  # fmt: skip
     if stage.login == "oidc":
         accounts = request.getfixturevalue("oidc").accounts
-        return {n: Person(n, accounts[n].password, accounts[n].login) for n in ("alice", "bob", "carol")}
+        return People({n: Person(n, accounts[n].password, accounts[n].login) for n in ("alice", "bob", "carol")},
+                      "{name} has no account at the provider")  # fmt: skip
     found = {}
     for name in ("alice", "bob"):
         if machine.run(f"id {name}", check=False).returncode == 0:
             found[name] = set_password(machine, name)
-    return found
+    return People(found, "{name} has no account at this stage")
 
 
 @pytest.fixture
@@ -327,6 +476,8 @@ def outsider(request: pytest.FixtureRequest, machine: Machine, stage: Stage) -> 
         account = request.getfixturevalue("github").accounts[name]
         yield Person(account.name, account.password, account.login)
         return
+    if mode(request.config) != "container":  # a reader's server: an account of our own, never theirs
+        name = f"hhw-outsider-{secrets.token_hex(3)}"
     machine.run(f"id {name} >/dev/null 2>&1 || useradd --create-home {name}")
     try:
         yield set_password(machine, name)

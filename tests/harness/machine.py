@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from . import releases
 from .tunnel import Tunnel, authorize_key
 from .waits import wait_for
@@ -150,6 +152,20 @@ class LocalMachine(Machine):
               input: str | None = None):  # fmt: skip
         return subprocess.run(["bash", "-c", command], check=False, capture_output=True, text=True, input=input,
                               timeout=timeout, env={**os.environ, **env}, cwd=cwd)  # fmt: skip
+
+
+@dataclass
+class RemoteMachine(Machine):
+    """A hub seen only through its URL (``--hub-url``): no shell there, so checks that need one skip."""
+
+    name: str = "remote"
+
+    def _exec(self, command: str, *, timeout: float, env: dict[str, str], cwd: str | None,
+              input: str | None = None):  # fmt: skip
+        pytest.skip("needs a shell on the hub's machine: run it there with --target local")
+
+    def diagnostics(self, units: tuple[str, ...] = ("jupyterhub",)) -> str:
+        return "(no shell on the hub's machine: --hub-url)"
 
 
 @dataclass
