@@ -17,6 +17,9 @@ from tests.harness.waits import wait_for
 SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/proxy_auth_token")
 
 
+from tests.harness.results import record
+from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 def test_admin_sees_admin_page(hub, people, screenshot):
     alice = people["alice"]
     client = hub.client()
@@ -84,6 +87,8 @@ def test_a_new_cookie_secret_logs_everybody_out(hub, people):
     """A lost or replaced cookie secret: every login cookie stops working at the next start."""
     client = hub.session(people["bob"])
     secret = SECRETS[0]
+    # The same check, shared with the later stages (their own secret files added): modes and owners.
+    assert not (problems := secret_file_problems(hub.machine, hub.stage.number)), "; ".join(problems)
     hub.machine.run(f"cp -p {secret} {secret}.hhw-saved")
     try:
         hub.machine.run(f"umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > {secret}")
@@ -224,3 +229,10 @@ def test_check_your_hub_notebook_runs(hub, people):
 def test_chapter_shows_what_install_printed(hub):
     """Each "You should see" block after an install.sh section matches what it printed on this VM."""
     print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")
+
+
+# Keep this test last: it reads the logs after every other test of the stage has run.
+def test_no_secret_of_the_tests_in_any_log(machine):
+    """No password, API token, OAuth code or client secret the tests used, nor the machine's own secrets, in the
+    journal, Traefik's access log or the containers' logs."""
+    record("secrets-in-logs-02", assert_no_leaks(machine))

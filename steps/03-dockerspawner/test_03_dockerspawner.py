@@ -12,6 +12,8 @@ from tests.harness.kernels import connection_survives, one_plus_one
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
 from tests.harness.versions import check as check_versions
+from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.waits import wait_for
 
 SMALL, SCIPY = "JupyterLab", "JupyterLab with NumPy, pandas and Matplotlib"
@@ -244,3 +246,17 @@ def test_versions_are_those_the_book_lists(hub):
 def test_chapter_shows_what_install_printed(hub):
     """Each "You should see" block after an install.sh section matches what it printed on this VM."""
     print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")
+
+
+def test_secret_files_are_private(machine, stage):
+    """Every secret file of the stages so far: 0600 and root's, or a service's where it must read it (the reason
+    is in tests/harness/secrets_audit.py)."""
+    problems = secret_file_problems(machine, stage.number)
+    assert not problems, "; ".join(problems)
+
+
+# Keep this test last: it reads the logs after every other test of the stage has run.
+def test_no_secret_of_the_tests_in_any_log(machine):
+    """No password, API token, OAuth code or client secret the tests used, nor the machine's own secrets, in the
+    journal, Traefik's access log or the containers' logs."""
+    record("secrets-in-logs-03", assert_no_leaks(machine))

@@ -15,7 +15,9 @@ from tests.harness.hardening import audit
 from tests.harness.kernels import one_plus_one
 from tests.harness.results import record
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
+from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.waits import wait_for
+from tests.harness.tlsscan import scan
 
 BIND_DENIED = "listen tcp :80: bind: permission denied"
 NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py
@@ -177,3 +179,29 @@ def test_firewall_lets_in_ssh_http_and_https(hub):
 def test_chapter_shows_what_install_printed(hub):
     """Each "You should see" block after an install.sh section matches what it printed on this VM."""
     print(f"{check_chapter_outputs(hub.machine, hub.stage)} quoted lines checked")
+
+
+def test_tls_scan_meets_mozilla_intermediate(hub, public, root_ca):
+    """sslyze from outside: TLS 1.2 and 1.3 only, no cipher outside Mozilla's "intermediate" profile, HSTS.
+
+    Certificate issues are recorded apart: in the tests the certificate is Pebble's (5 years), not Let's Encrypt's.
+    """
+    found = scan(NAME, public.https_port, ca_file=root_ca)
+    record("tls-scan-06", found)
+    assert found["protocols"] == ["TLS 1.2", "TLS 1.3"], found["protocols"]
+    assert not found["mozilla"]["intermediate"]["server"], found["mozilla"]["intermediate"]
+    assert found["hsts"] and found["hsts"]["max_age"] >= 31536000, found["hsts"]
+
+
+def test_secret_files_are_private(machine, stage):
+    """Every secret file of the stages so far: 0600 and root's, or a service's where it must read it (the reason
+    is in tests/harness/secrets_audit.py)."""
+    problems = secret_file_problems(machine, stage.number)
+    assert not problems, "; ".join(problems)
+
+
+# Keep this test last: it reads the logs after every other test of the stage has run.
+def test_no_secret_of_the_tests_in_any_log(machine):
+    """No password, API token, OAuth code or client secret the tests used, nor the machine's own secrets, in the
+    journal, Traefik's access log or the containers' logs."""
+    record("secrets-in-logs-06", assert_no_leaks(machine))

@@ -21,6 +21,7 @@ import requests
 
 from .hubclient import HubClient
 from .machine import ContainerVM
+from .secrets_audit import remember_code, remember_secret
 from .testca import STRICT_CA, certificates_script
 from .tunnel import Tunnel, free_port
 from .waits import wait_for
@@ -102,6 +103,7 @@ class GitHubStandIn:
         self.port = self.port or free_port()
         self.client_id = env_value(self.machine, "GITHUB_CLIENT_ID")
         self.client_secret = env_value(self.machine, "GITHUB_CLIENT_SECRET")
+        remember_secret("OAuth client secret", self.client_secret)
         self.ca_file = tmp / "github-ca.pem"
         self.machine.run(f"install -d -m 0755 {STANDIN_DIR} && cat > {STANDIN_DIR}/github_standin.py",
                          input=SOURCE.read_text())  # fmt: skip
@@ -146,6 +148,7 @@ class GitHubStandIn:
     # -- the OAuth round trip, as a browser makes it ------------------------------------
     def sign_in(self, authorize_url: str, login: str, password: str) -> requests.Response:
         """Open GitHub's authorize page and submit its form; GitHub's answer (a redirect when signed in)."""
+        remember_secret("password", password)
         with self.session() as s:
             form = s.get(authorize_url, allow_redirects=False, timeout=30)
             if form.status_code != 200:
@@ -154,8 +157,10 @@ class GitHubStandIn:
             from urllib.parse import unquote_plus
 
             data = {k: unquote_plus(v) for k, v in params.items()}
-            return s.post(f"{self.url}/login/oauth/authorize", data={**data, "login": login, "password": password},
-                          allow_redirects=False, timeout=30)  # fmt: skip
+            answer = s.post(f"{self.url}/login/oauth/authorize", data={**data, "login": login, "password": password},
+                            allow_redirects=False, timeout=30)  # fmt: skip
+            remember_code(answer.headers.get("Location"))
+            return answer
 
     def login(self, client: HubClient, login: str, password: str, next_url: str | None = None) -> requests.Response:
         """The whole round trip: hub -> GitHub -> the hub's callback. Returns the callback's answer."""

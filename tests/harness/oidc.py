@@ -27,6 +27,7 @@ import requests
 
 from .github import follow_to_hub
 from .machine import VM_INSTALL_ENV, ContainerVM
+from .secrets_audit import remember_code, remember_secret
 from .testca import certificates_script
 from .tunnel import Tunnel, free_port
 from .waits import wait_for
@@ -197,6 +198,7 @@ class OIDCProvider:
         values = dict(line.split("=", 1) for line in machine.output(f"cat {ENV_FILE}").splitlines() if "=" in line)
         for key in ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"):
             assert values.get(key), f"{key} is not in {ENV_FILE}"
+        remember_secret("OAuth client secret", values["OIDC_CLIENT_SECRET"])
         return cls(machine, client_id=values["OIDC_CLIENT_ID"], client_secret=values["OIDC_CLIENT_SECRET"], **kw)
 
     def log(self) -> str:
@@ -234,9 +236,11 @@ class OIDCProvider:
         Returns the first answer that leaves the provider (a redirect to the client's
         callback, with ``code`` and ``state``), or the form again when the password is wrong.
         """
+        remember_secret("password", password)
         s = session or self.session()
         answer = self._follow(s, s.get(authorize_url, allow_redirects=False, timeout=30))
         if answer.is_redirect:  # already signed in (the session's cookie)
+            remember_code(answer.headers.get("Location"))
             return answer
         assert answer.status_code == 200 and "<form" in answer.text, f"no sign-in form: {answer.status_code}"
         form = re.search(r'<form[^>]*action="([^"]+)"', answer.text)
@@ -244,7 +248,9 @@ class OIDCProvider:
         action = unescape(form.group(1))
         answer = s.post(urljoin(answer.url, action), data={"login": login, "password": password},
                         allow_redirects=False, timeout=30)  # fmt: skip
-        return self._follow(s, answer)
+        answer = self._follow(s, answer)
+        remember_code(answer.headers.get("Location"))
+        return answer
 
     def login(self, client, login: str, password: str, next_url: str | None = None) -> requests.Response:
         """The whole round trip as a browser makes it: the hub, the provider's form, the hub's callback.
@@ -280,7 +286,10 @@ class OIDCProvider:
                        timeout=30)  # fmt: skip
         if r.status_code != 200:
             raise OAuthError(r)
-        return r.json()
+        answer = r.json()
+        for key in ("access_token", "refresh_token", "id_token"):
+            remember_secret(f"OIDC {key.replace('_', ' ')}", answer.get(key))
+        return answer
 
     def token(self, code: str, redirect_uri: str = CALLBACK_URL) -> dict:
         """Exchange an authorization code (client_secret_basic)."""
