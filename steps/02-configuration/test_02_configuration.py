@@ -20,6 +20,8 @@ SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/pro
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
+
+
 def test_admin_sees_admin_page(hub, people, screenshot):
     alice = people["alice"]
     client = hub.client()

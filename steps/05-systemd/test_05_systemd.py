@@ -13,8 +13,8 @@ from tests.harness.kernels import connection_survives, one_plus_one
 from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
-from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.users import read_text, write_text
 from tests.harness.waits import wait_for
 

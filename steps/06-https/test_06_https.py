@@ -14,10 +14,10 @@ from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hardening import audit
 from tests.harness.kernels import one_plus_one
 from tests.harness.results import record
-from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
-from tests.harness.waits import wait_for
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.tlsscan import scan
+from tests.harness.waits import wait_for
 
 BIND_DENIED = "listen tcp :80: bind: permission denied"
 NAME = "hub.example.org"  # as in traefik.toml and jupyterhub_config.py

@@ -19,9 +19,9 @@ from tests.harness.images import boot_stage, ensure_stage_image, install_answers
 from tests.harness.kernels import one_plus_one
 from tests.harness.machine import VM_INSTALL_ENV, ContainerVM
 from tests.harness.results import record
-from tests.harness.stages import all_stages
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
+from tests.harness.stages import all_stages
 from tests.harness.testca import LEGACY_CA
 from tests.harness.users import in_database, read_text, stop_server, write_text
 from tests.harness.versions import check as check_versions

@@ -15,9 +15,9 @@ from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel
 from tests.harness.limits import container_env, docker_limits, states_while_running
 from tests.harness.results import record
-from tests.harness.waits import wait_for
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
+from tests.harness.waits import wait_for
 
 LAB, SCIPY, RUNBOARD = "JupyterLab", "JupyterLab with NumPy, pandas and Matplotlib", "Runboard (workflow runs)"
 IMAGES = {LAB: "local/lab:1", SCIPY: "local/scipy:1", RUNBOARD: "local/runboard:1"}

@@ -22,9 +22,9 @@ from tests.harness.hubclient import HubClient
 from tests.harness.kernels import one_plus_one
 from tests.harness.oidc import CATALOGUE, ENV_FILE, OAuthError
 from tests.harness.results import record
-from tests.harness.users import container, in_database, stop_server
 from tests.harness.secrets_audit import assert_no_leaks, remember_secret, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
+from tests.harness.users import container, in_database, stop_server
 from tests.harness.versions import check as check_versions
 
 NOT_AUTHORIZED = "Sorry, you are not currently authorized to use this hub. Please contact the hub administrator."
