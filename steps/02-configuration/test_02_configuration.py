@@ -11,15 +11,13 @@ from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.kernels import one_plus_one, run_notebook
 from tests.harness.ports import assert_loopback_only
+from tests.harness.results import record
+from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.stages import REPO, STEPS
 from tests.harness.waits import wait_for
 
 SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/proxy_auth_token")
-
-
-from tests.harness.results import record
-from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
-from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 
 
 def test_admin_sees_admin_page(hub, people, screenshot):
