@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.harness.chapter_outputs import check as check_chapter_outputs
+from tests.harness.faults import database, page_text
 from tests.harness.kernels import one_plus_one
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
+from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
 from tests.harness.versions import check as check_versions
 
 NOT_ALLOWED_LOG = "User 'mallory' not allowed."
+DATABASE = "/etc/jupyterhub/jupyterhub.sqlite"  # start.sh runs the hub in /etc/jupyterhub (stage 02 moves it)
+FORM_EXPIRED = "Login form invalid or expired. Try again."
+XSRF_MISSING = "'_xsrf' argument missing from POST"
 
 
 def test_login_page_answers(hub, screenshot):
@@ -40,6 +47,7 @@ def test_hub_listens_on_loopback_only(hub):
     assert_loopback_only(hub.machine, 8000)
 
 
+@pytest.mark.fault
 def test_wrong_password_gets_403_and_no_server(hub, people):
     client = hub.client()
     r = client.login("alice", people["alice"].password + "-wrong")
@@ -51,6 +59,8 @@ def test_wrong_password_gets_403_and_no_server(hub, people):
     assert "Failed login for 'alice'" in journal
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive  # creates (then removes) the Linux user mallory
 def test_real_user_not_allowed_is_refused(hub, outsider):
     client = hub.client()
     r = client.login(outsider.name, outsider.password)
@@ -60,6 +70,45 @@ def test_real_user_not_allowed_is_refused(hub, outsider):
     assert hub.machine.run(f"pgrep -u {outsider.name}", check=False).returncode != 0, "a process runs as mallory"
 
 
+@pytest.mark.fault
+def test_unknown_user_gets_403_and_is_not_created(hub):
+    """A name with no Linux account: the same 403 as a wrong password, and no user in the hub's database."""
+    since = hub.machine.clock()
+    client = hub.client()
+    r = client.login("nosuchuser", "whatever")
+    assert r.status_code == 403
+    assert client.login_error(r) == "Invalid username or password"
+    assert not client.logged_in()
+    journal = hub.machine.journal("jupyterhub", since=since)
+    assert "Failed login for 'nosuchuser'" in journal
+    assert "nosuchuser" not in database(hub.machine, DATABASE)["users"]
+
+
+@pytest.mark.fault
+def test_form_posts_without_the_xsrf_token_are_refused(hub, people):
+    """A form posted from elsewhere (no `_xsrf` field): the login page and the spawn form answer 403, nothing runs."""
+    alice = people["alice"]
+    since = hub.machine.clock()
+    stranger = hub.client()  # never fetched the login page: no _xsrf cookie, no field
+    r = stranger.post("/hub/login", data={"username": alice.name, "password": alice.password}, allow_redirects=False)
+    assert r.status_code == 403
+    assert stranger.login_error(r) == FORM_EXPIRED
+    assert not stranger.logged_in()
+    # Logged in, but a spawn posted without the token (what a forged form on another site sends).
+    client = hub.client()
+    assert client.login(alice.name, alice.password).status_code == 302
+    r = client.post("/hub/spawn", data={}, allow_redirects=False)
+    assert r.status_code == 403
+    assert f"403 : {XSRF_MISSING}" in page_text(r)
+    journal = hub.machine.journal("jupyterhub", since=since)
+    assert f"XSRF error on login form: HTTP 403: Forbidden ({XSRF_MISSING})" in journal
+    assert f"403 POST /hub/spawn (127.0.0.1): {XSRF_MISSING}" in journal
+    # Nothing lost: alice's login still works, with the token.
+    assert client.logged_in()
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_without_an_allow_rule_nobody_logs_in(hub, people):
     """JupyterHub 5+: remove the allow rule and even alice, with the right password, is refused."""
     with hub.edited_config(sed="/allowed_users/d"):
@@ -71,6 +120,8 @@ def test_without_an_allow_rule_nobody_logs_in(hub, people):
     assert hub.client().login("alice", people["alice"].password).status_code == 302
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive  # runs start.sh on the machine
 def test_starting_twice_names_the_running_unit(hub):
     """start.sh while the hub runs: systemd-run refuses, and says why."""
     proc = hub.start(check=False)

@@ -6,10 +6,15 @@ import os
 import re
 import subprocess
 import sys
+import time
+
+import pytest
 
 from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
+from tests.harness.faults import assert_database_intact, database, forged, page_text, saved_file
 from tests.harness.kernels import one_plus_one, run_notebook
+from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
@@ -18,6 +23,17 @@ from tests.harness.stages import REPO, STEPS
 from tests.harness.waits import wait_for
 
 SECRETS = ("/etc/jupyterhub/secrets/cookie_secret", "/etc/jupyterhub/secrets/proxy_auth_token")
+CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
+BAD_COOKIE_LOG = "Invalid or expired cookie token"
+SYNTAX_ERROR = "SyntaxError: '{' was never closed"
+UNKNOWN_OPTION = (
+    "Config option `cookie_max_age_day` not recognized by `JupyterHub`.  Did you mean `cookie_max_age_days`?"
+)
+WRONG_TYPE = (
+    "Bad config encountered during initialization: "
+    "The 'cookie_max_age_days' trait of a JupyterHub instance expected a float, not the str 'two weeks'."
+)
+DISK_FULL = "(sqlite3.OperationalError) database or disk is full"
 
 
 def test_admin_sees_admin_page(hub, people, screenshot):
@@ -30,6 +46,7 @@ def test_admin_sees_admin_page(hub, people, screenshot):
                wait_for="text=Start All")  # fmt: skip
 
 
+@pytest.mark.fault
 def test_non_admin_is_refused_admin_page(hub, people):
     bob = people["bob"]
     client = hub.client()
@@ -51,6 +68,7 @@ def test_admin_token_lists_users(hub, people):
     assert client.api("GET", "/users", "not-a-token").status_code == 403
 
 
+@pytest.mark.fault
 def test_non_admin_token_cannot_list_users(hub, people):
     bob = people["bob"]
     client = hub.client()
@@ -68,12 +86,15 @@ def test_secret_files_are_0600_and_outside_the_config(hub):
         assert hub.machine.run(f"grep -rqF {secret} /etc/jupyterhub/jupyterhub_config.py", check=False).returncode
     assert hub.machine.output("stat -c %a /etc/jupyterhub/secrets") == "700"
     assert hub.machine.output("stat -c %a /var/lib/jupyterhub") == "700"
+    # The same check, shared with the later stages (their own secret files added): modes and owners.
+    assert not (problems := secret_file_problems(hub.machine, hub.stage.number)), "; ".join(problems)
     assert hub.machine.run("test -f /var/lib/jupyterhub/jupyterhub.sqlite", check=False).returncode == 0
     # Nothing secret ships in the step directory the reader copies.
     names = {p.name for p in (STEPS / hub.stage.name).rglob("*")}
     assert not names & {"cookie_secret", "proxy_auth_token", "jupyterhub_cookie_secret", "jupyterhub.sqlite"}
 
 
+@pytest.mark.disruptive
 def test_login_survives_hub_restart(hub, people):
     bob = people["bob"]
     client = hub.client()
@@ -83,12 +104,12 @@ def test_login_survives_hub_restart(hub, people):
     assert client.logged_in(), "the login cookie no longer works after a restart: was the cookie secret kept?"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_a_new_cookie_secret_logs_everybody_out(hub, people):
     """A lost or replaced cookie secret: every login cookie stops working at the next start."""
     client = hub.session(people["bob"])
     secret = SECRETS[0]
-    # The same check, shared with the later stages (their own secret files added): modes and owners.
-    assert not (problems := secret_file_problems(hub.machine, hub.stage.number)), "; ".join(problems)
     hub.machine.run(f"cp -p {secret} {secret}.hhw-saved")
     try:
         hub.machine.run(f"umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > {secret}")
@@ -109,6 +130,8 @@ def test_reference_config_was_generated(hub):
     assert sum(line.startswith("# c.") for line in reference.splitlines()) == 393
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_hub_refuses_a_cookie_secret_others_can_read(hub):
     """chmod 0644 on the cookie secret: the hub will not start, and says why."""
     secret = SECRETS[0]
@@ -124,6 +147,171 @@ def test_hub_refuses_a_cookie_secret_others_can_read(hub):
         hub.machine.run(f"chmod 0600 {secret}")
     hub.start()
     hub.wait_up()
+
+
+def login_cookie(client) -> str:
+    return next(c.value for c in client.session.cookies if c.name == "jupyterhub-hub-login")
+
+
+@pytest.mark.fault
+def test_forged_login_cookie_sends_back_to_the_login_page(hub, people):
+    """A login cookie whose signature was changed (made without the cookie secret): the login page, no access."""
+    bob = hub.session(people["bob"])
+    since = hub.machine.clock()
+    forger = hub.client()
+    forger.session.cookies.set("jupyterhub-hub-login", forged(login_cookie(bob)), path="/hub/")
+    r = forger.get("/hub/home", allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/hub/login?next=%2Fhub%2Fhome"
+    assert forger.get("/hub/api/user").status_code == 403
+    assert BAD_COOKIE_LOG in hub.machine.journal("jupyterhub", since=since)
+    # jupyterhub-session-id is no credential: bob's, alone, opens nothing.
+    session_id = next(c.value for c in bob.session.cookies if c.name == "jupyterhub-session-id")
+    other = hub.client()
+    other.session.cookies.set("jupyterhub-session-id", session_id, path="/")
+    assert not other.logged_in()
+    # Nothing lost: bob's own cookie still works.
+    assert bob.logged_in()
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_expired_login_cookie_sends_back_to_the_login_page(hub, people):
+    """cookie_max_age_days (default 14) set to 0.0002 (17 s): after that the hub refuses the cookie it signed."""
+    before = database(hub.machine)["users"]
+    with hub.edited_config(append=("c.JupyterHub.cookie_max_age_days = 0.0002",)):
+        bob = hub.session(people["bob"])
+        assert bob.logged_in()
+        value = login_cookie(bob)
+        time.sleep(18)
+        since = hub.machine.clock()
+        r = bob.get("/hub/home", allow_redirects=False)  # the browser still sends it (it expires in 30 days)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/hub/login?next=")
+        replay = hub.client()
+        replay.session.cookies.set("jupyterhub-hub-login", value, path="/hub/")
+        assert not replay.logged_in()
+        assert BAD_COOKIE_LOG in hub.machine.journal("jupyterhub", since=since)
+        assert hub.session(people["bob"]).logged_in()  # logging in again is all it takes
+    assert_database_intact(hub.machine, before)
+
+
+@pytest.mark.fault
+def test_another_users_token_is_refused_by_my_server(hub, people):
+    """bob's API token on alice's server (/user/alice/api/...): refused; alice's server and files untouched."""
+    alice = hub.session(people["alice"])
+    alice.ensure_server("alice")
+    users.write_text(alice, "alice", "mine.txt", "alice's notes\n")
+    bob = hub.session(people["bob"])
+    token = bob.create_token("bob", note="not for alice's server")
+    assert bob.api("GET", "/user", token).json()["name"] == "bob"  # a good token, for bob's things
+    thief = hub.client()  # no cookies: only the token
+    headers = {"Authorization": f"token {token}"}
+    for method, path, kw in (
+        ("GET", "/user/alice/api/status", {}),
+        ("GET", "/user/alice/api/contents/mine.txt", {}),
+        ("PUT", "/user/alice/api/contents/mine.txt", {"json": {"type": "file", "format": "text", "content": "bob"}}),
+        ("DELETE", "/user/alice/api/contents/mine.txt", {}),
+    ):
+        r = thief.request(method, path, headers=headers, allow_redirects=False, **kw)
+        print(method, path, r.status_code, r.text[:300])
+        assert r.status_code == 403, f"{method} {path}: {r.status_code}"
+    assert alice.server_api("alice", "status").status_code == 200
+    assert users.read_text(alice, "alice", "mine.txt") == "alice's notes\n"
+
+
+def start_and_wait_for_exit(hub) -> None:
+    """Start the hub as the chapter does and wait until it has exited (it refused its config)."""
+    hub.start()
+    wait_for("the hub to exit", lambda: hub.machine.run("systemctl is-active jupyterhub", check=False).returncode)
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_config_with_a_syntax_error_stops_the_hub_and_the_journal_names_the_line(hub, people):
+    before = database(hub.machine)["users"]
+    line = hub.machine.output(f"grep -n '^c.Authenticator.allowed_users = ' {CONFIG} | cut -d: -f1")
+    with saved_file(hub.machine, CONFIG):
+        hub.machine.run(f"sed -i 's/^\\(c.Authenticator.allowed_users = {{.*\\)}}$/\\1/' {CONFIG}")  # drop the }}
+        start_and_wait_for_exit(hub)
+        journal = hub.journal(lines=60)
+        assert f'File "{CONFIG}", line {line}' in journal, journal[-2000:]
+        assert SYNTAX_ERROR in journal
+    hub.start()
+    hub.wait_up()
+    assert hub.session(people["alice"]).logged_in()
+    assert_database_intact(hub.machine, before)
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_config_with_an_unknown_option_starts_with_a_warning(hub, people):
+    """A misspelt option of a known class: a warning with the right name; a misspelt class: not a word."""
+    since = hub.machine.clock()
+    with hub.edited_config(append=("c.JupyterHub.cookie_max_age_day = 1", "c.JupyterHb.cookie_max_age_days = 1")):
+        journal = hub.machine.journal("jupyterhub", since=since)
+        assert UNKNOWN_OPTION in journal
+        assert "JupyterHb" not in journal
+        assert hub.session(people["alice"]).logged_in()
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_config_value_of_the_wrong_type_stops_the_hub(hub, people):
+    """A string where a number belongs: the hub will not start, and names the option (not the file or line)."""
+    before = database(hub.machine)["users"]
+    with saved_file(hub.machine, CONFIG):
+        hub.machine.run(f"echo 'c.JupyterHub.cookie_max_age_days = \"two weeks\"' >> {CONFIG}")
+        start_and_wait_for_exit(hub)
+        assert WRONG_TYPE in hub.journal(lines=60)
+    hub.start()
+    hub.wait_up()
+    assert hub.session(people["alice"]).logged_in()
+    assert_database_intact(hub.machine, before)
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_disk_full_under_the_database_refuses_logins_until_space_is_freed(hub, people):
+    """/var/lib/jupyterhub on a 4 MiB file system, filled: a login answers 500 "Internal Server Error", or seems to
+    work but every page sends you back to the login page (the hub cannot record your activity); the journal says
+    "database or disk is full". Once space is freed the hub works again, with every user and an intact database."""
+    m = hub.machine
+    if not isinstance(m, ContainerVM):
+        pytest.skip("mounts a small file system over /var/lib/jupyterhub: on a test VM only")
+    before = database(m)["users"]
+    m.run("systemctl stop jupyterhub; rm -rf /root/hhw-state && cp -a /var/lib/jupyterhub /root/hhw-state")
+    m.run("mount -t tmpfs -o size=4m,mode=0700 hhw-small /var/lib/jupyterhub && "
+          "cp -a /root/hhw-state/. /var/lib/jupyterhub/")  # fmt: skip
+    try:
+        hub.start()
+        hub.wait_up()
+        alice = hub.session(people["alice"])  # logged in before the disk fills
+        since = m.clock()
+        m.run("dd if=/dev/zero of=/var/lib/jupyterhub/hhw-filler bs=64k", check=False)
+        assert m.output("df --output=avail /var/lib/jupyterhub | tail -1").strip() == "0"
+        time.sleep(31)  # the hub writes a user's activity at most every 30 s (activity_resolution)
+        r = alice.get("/hub/home", allow_redirects=False)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/hub/login?next="), "alice is still in"
+        bob = hub.client()
+        r = bob.login("bob", people["bob"].password)
+        # A login that must write (bob's first since the start) fails outright; one that need not, "works".
+        assert r.status_code in (302, 500), f"bob's login: {r.status_code} {page_text(r)[-300:]}"
+        if r.status_code == 500:
+            assert bob.login_error(r) == "Internal Server Error"
+        assert not bob.logged_in()
+        journal = m.journal("jupyterhub", since=since)
+        assert DISK_FULL in journal
+        assert "Failed to get current user" in journal
+        m.run("rm /var/lib/jupyterhub/hhw-filler")
+        assert hub.session(people["bob"]).logged_in()
+        assert hub.session(people["alice"]).logged_in()
+        assert_database_intact(m, before)
+    finally:
+        m.run("systemctl stop jupyterhub; rm -f /var/lib/jupyterhub/hhw-filler; "
+              "rm -rf /root/hhw-state && cp -a /var/lib/jupyterhub /root/hhw-state && umount /var/lib/jupyterhub && "
+              "cp -a /root/hhw-state/. /var/lib/jupyterhub/ && rm -rf /root/hhw-state")  # fmt: skip
+        hub.start()
+        hub.wait_up()
+    assert_database_intact(m, before)
 
 
 def test_hub_listens_on_loopback_only(hub):
@@ -156,6 +344,7 @@ def test_check_your_hub_notebook_in_bobs_server_shows_only_bob(hub, people):
     assert "alice" not in text
 
 
+@pytest.mark.disruptive
 def test_removing_an_admin_from_the_config_does_not_revoke(hub, people):
     """admin_users only grants: bob, made admin once, stays admin after his name leaves the config."""
     make_bob_admin = 's/^c.Authenticator.admin_users = .*/c.Authenticator.admin_users = {"alice", "bob"}/'
@@ -172,6 +361,8 @@ def test_removing_an_admin_from_the_config_does_not_revoke(hub, people):
     assert hub.session(people["bob"]).get("/hub/admin").status_code == 403
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_name_taken_out_of_allowed_users_is_locked_out(hub, people):
     """allow_existing_users = False: only the names in allowed_users count, not the database."""
     without_bob = 's/^c.Authenticator.allowed_users = .*/c.Authenticator.allowed_users = {"alice"}/'
@@ -181,6 +372,7 @@ def test_name_taken_out_of_allowed_users_is_locked_out(hub, people):
         assert "User 'bob' not allowed." in hub.journal()
 
 
+@pytest.mark.disruptive
 def test_with_allow_existing_users_a_removed_name_still_logs_in(hub, people):
     """JupyterHub's default when allowed_users is set: everyone in the database may still log in."""
     without_bob = (
@@ -191,6 +383,8 @@ def test_with_allow_existing_users_a_removed_name_still_logs_in(hub, people):
         assert hub.client().login("bob", people["bob"].password).status_code == 302
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_blocked_user_is_refused_although_allowed(hub, people):
     with hub.edited_config(sed="s/^c.Authenticator.blocked_users = .*/c.Authenticator.blocked_users = {'bob'}/"):
         client = hub.client()
@@ -199,6 +393,7 @@ def test_blocked_user_is_refused_although_allowed(hub, people):
         assert "User 'bob' blocked." in hub.journal()
 
 
+@pytest.mark.disruptive
 def test_allowed_groups_lets_a_unix_group_in(hub, outsider):
     """PAM: allow a Unix group instead of naming each user (mallory joins the group, and gets in)."""
     hub.machine.run(f"groupadd --force hub-users && usermod -aG hub-users {outsider.name}")
