@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
@@ -127,23 +129,30 @@ def test_users_have_no_login_shell(hub, people):
     hub.session(people["alice"])  # the hub's PAM login does not care about the shell
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_docker_restart_leaves_servers_running(hub, people):
     """live-restore: restarting the Docker Engine (an upgrade) leaves containers, kernels and connections alone."""
     assert hub.machine.output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
     client = start(hub, people, "alice")
+    users.write_text(client, "alice", "before-docker-restart.txt", "kept\n")
     before = users.container(hub.machine, "jupyter-alice")
     assert connection_survives(client, "alice", lambda: hub.machine.run("systemctl restart docker"))
     after = users.container(hub.machine, "jupyter-alice")
     assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
     assert client.server_api("alice", "status").status_code == 200
+    assert users.read_text(client, "alice", "before-docker-restart.txt") == "kept\n"
+    assert users.volume_exists(hub.machine, "jupyterhub-user-alice")
 
 
+@pytest.mark.disruptive
 def test_open_notebook_reconnects_after_hub_restart(hub, people):
     """The hub starts CHP, so a hub restart restarts the proxy: open connections drop, the kernel lives on."""
     client = start(hub, people, "bob")
     assert not connection_survives(client, "bob", hub.restart), "the WebSocket survived a restart of its proxy"
 
 
+@pytest.mark.disruptive
 def test_hub_restart_leaves_container_running(hub, people):
     client = start(hub, people, "bob")
     before = users.container(hub.machine, "jupyter-bob")["Id"]
@@ -155,6 +164,8 @@ def test_hub_restart_leaves_container_running(hub, people):
     assert client.server_api("bob", "status").status_code == 200
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_image_never_built_fails_clearly(hub, people):
     ensure_stopped(hub, people, "bob")
     with hub.edited_config(append=('c.DockerSpawner.allowed_images["R"] = "local/r:1"',)):
@@ -195,6 +206,8 @@ def failed_spawn(hub, people, name: str) -> tuple[str, str]:
     return (seen[-1] if seen else ""), page
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_hub_ip_loopback_leaves_container_unable_to_reach_hub(hub, people):
     """The classic mistake: hub_ip left at 127.0.0.1, which inside a container is the container itself."""
     ensure_stopped(hub, people, "bob")
@@ -213,6 +226,8 @@ def test_firewall_lets_in_only_ssh_and_containers_to_the_hub(hub):
     assert hub.machine.output("systemctl is-enabled hub-firewall") == "enabled"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_default_deny_firewall_without_the_docker0_rule_breaks_spawns(hub, people):
     """The firewall without its docker0 rule: containers cannot reach the hub; put the rule back, spawns work."""
     ensure_stopped(hub, people, "bob")

@@ -6,6 +6,7 @@ import json
 import secrets
 import tomllib
 
+import pytest
 import requests
 
 from tests.harness import users
@@ -59,12 +60,14 @@ def test_hub_listens_on_loopback_only(hub):
     assert_loopback_only(hub.machine, 8000)
 
 
+@pytest.mark.disruptive
 def test_open_notebook_reconnects_after_hub_restart(hub, people):
     """The hub starts Traefik, so a hub restart restarts the proxy: open connections drop, the kernel lives on."""
     client = running(hub, people, "alice")
     assert not connection_survives(client, "alice", hub.restart), "the WebSocket survived a restart of its proxy"
 
 
+@pytest.mark.disruptive
 def test_server_survives_hub_restart_behind_traefik(hub, people):
     client = running(hub, people, "bob")
     before = users.container(hub.machine, "jupyter-bob")["Id"]
@@ -74,6 +77,7 @@ def test_server_survives_hub_restart_behind_traefik(hub, people):
     assert client.server_api("bob", "status").status_code == 200
 
 
+@pytest.mark.fault
 def test_api_requires_credentials_and_stays_on_loopback(hub):
     status, body = traefik_api(hub, "/http/routers", auth=None)
     assert status == 401 and body.strip() == "401 Unauthorized"
@@ -151,6 +155,8 @@ def test_longest_prefix_wins(hub, people):
     assert alice["priority"] > hub_route["priority"]
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_hub_without_traefik_on_path_fails_to_start(hub):
     """start.sh puts /opt/jupyterhub/bin on PATH; a unit without it cannot start the proxy."""
     m = hub.machine

@@ -69,6 +69,7 @@ def test_code_runs_through_traefik_and_hub_listens_on_loopback_only(hub, people)
     assert_loopback_only(hub.machine, 8000)
 
 
+@pytest.mark.disruptive
 def test_open_notebook_keeps_its_connection_across_hub_restart(hub, people):
     """Traefik runs on its own now: restarting the hub does not touch an open notebook's WebSocket."""
     client = running_server(hub, people)
@@ -80,6 +81,7 @@ def route_latency_ms(hub, runs: int = 5) -> list[int]:
     return [int(hub.machine.output(ROUTE_LATENCY, timeout=60)) for _ in range(runs)]
 
 
+@pytest.mark.disruptive
 def test_route_changes_apply_within_a_fraction_of_a_second(hub):
     """providersThrottleDuration: the shipped 100ms against Traefik's default 2 s (recorded, not timed)."""
     shipped = route_latency_ms(hub)
@@ -120,8 +122,11 @@ def test_journal_has_the_hub_log(hub):
     assert "Using Proxy: builtins.SharedRoutesFileProxy" in journal
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_kill_9_hub_comes_back_and_user_server_keeps_answering(hub, people):
     client = running_server(hub, people)
+    write_text(client, "alice", "before-kill.txt", "kept")
     pid = hub.machine.output("systemctl show -p MainPID --value jupyterhub")
     restarts = int(hub.machine.output("systemctl show -p NRestarts --value jupyterhub"))
     hub.machine.run(f"kill -9 {pid}")
@@ -146,9 +151,11 @@ def test_kill_9_hub_comes_back_and_user_server_keeps_answering(hub, people):
     assert "jupyterhub.service: Scheduled restart job, restart counter is at" in journal
     assert int(hub.machine.output("systemctl show -p NRestarts --value jupyterhub")) == restarts + 1
     assert not failures, f"alice's server did not answer {len(failures)} of {answers} times: {failures[:5]}"
+    assert read_text(client, "alice", "before-kill.txt") == "kept"
     record("systemd-kill-to-back", {"seconds": round(hub_back, 2), "user_requests_during": answers})
 
 
+@pytest.mark.disruptive
 def test_proxy_restart_brings_routes_back(hub, people):
     """Restart Traefik: it reads the routes file again; the hub (Requires=traefik) restarts with it."""
     client = running_server(hub, people)
@@ -161,6 +168,56 @@ def test_proxy_restart_brings_routes_back(hub, people):
     assert hub.machine.output("systemctl show -p MainPID --value jupyterhub") != hub_pid
 
 
+def main_pid(hub, unit: str) -> str:
+    return hub.machine.output(f"systemctl show -p MainPID --value {unit}")
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_kill_9_traefik_comes_back_with_its_routes(hub, people):
+    """Traefik killed: systemd starts it again (Restart=on-failure) and the hub with it (Requires=); it reads the
+    routes file, so alice's server answers again, in the same container, with her files."""
+    client = running_server(hub, people)
+    write_text(client, "alice", "before-traefik-kill.txt", "kept")
+    container = hub.machine.output("docker inspect -f '{{.Id}}' jupyter-alice")
+    pid, hub_pid = main_pid(hub, "traefik"), main_pid(hub, "jupyterhub")
+    since = hub.machine.clock()
+    hub.machine.run(f"kill -9 {pid}")
+    wait_for("alice's server through the restarted Traefik",
+             lambda: client.server_api("alice", "status").status_code == 200, timeout=60)  # fmt: skip
+    hub.wait_up()
+    assert main_pid(hub, "traefik") not in ("0", pid)
+    assert main_pid(hub, "jupyterhub") not in ("0", hub_pid), "the hub was not restarted with Traefik"
+    journal = hub.machine.journal(since=since)
+    assert "traefik.service: Main process exited, code=killed, status=9/KILL" in journal
+    assert "traefik.service: Scheduled restart job, restart counter is at 1." in journal
+    assert "Leaving single-user servers running" in journal
+    assert hub.machine.output("docker inspect -f '{{.Id}}' jupyter-alice") == container
+    assert read_text(client, "alice", "before-traefik-kill.txt") == "kept"
+    assert hub.session(people["bob"]).logged_in()
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_docker_restart_restarts_the_hub_and_leaves_servers_running(hub, people):
+    """systemctl restart docker (an upgrade does it): the hub (Requires=docker) restarts too; with live-restore,
+    alice's container, her kernel and her files stay."""
+    client = running_server(hub, people)
+    write_text(client, "alice", "before-docker-restart.txt", "kept")
+    before = hub.machine.output("docker inspect -f '{{.Id}} {{.State.StartedAt}}' jupyter-alice")
+    hub_pid = main_pid(hub, "jupyterhub")
+    since = hub.machine.clock()
+    assert connection_survives(client, "alice", lambda: hub.machine.run("systemctl restart docker"))
+    hub.wait_up()
+    assert main_pid(hub, "jupyterhub") not in ("0", hub_pid), "the hub did not restart with Docker"
+    journal = hub.machine.journal(since=since)
+    assert "Stopping jupyterhub.service - JupyterHub..." in journal
+    assert "Leaving single-user servers running" in journal
+    assert hub.machine.output("docker inspect -f '{{.Id}} {{.State.StartedAt}}' jupyter-alice") == before
+    assert read_text(client, "alice", "before-docker-restart.txt") == "kept"
+    assert client.server_api("alice", "status").status_code == 200
+
+
 def test_hub_uses_its_own_pam_service(hub, people):
     """Logging in leaves no pam_group error: the "jupyterhub" PAM service has no setcred modules."""
     since = hub.machine.clock()
@@ -170,6 +227,8 @@ def test_hub_uses_its_own_pam_service(hub, people):
     assert "pam_group" not in log
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_reboot_brings_everything_back(hub, people):
     """Restart the VM: systemd starts Docker, Traefik and the hub; alice's work is still there."""
     if not isinstance(hub.machine, ContainerVM):
@@ -187,6 +246,8 @@ def test_reboot_brings_everything_back(hub, people):
     assert read_text(client, alice.name, "before-reboot.txt") == "still here"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_login_pam_service_fails_setcred_under_the_hardened_unit(hub, people):
     """With PAM's "login" service the hub logs a pam_group error: why stage 05 has its own service."""
     use_login = "s/^c.PAMAuthenticator.service = .*/c.PAMAuthenticator.service = 'login'/"
@@ -197,6 +258,8 @@ def test_login_pam_service_fails_setcred_under_the_hardened_unit(hub, people):
         assert "pam_group(login:setcred): unable to set the group membership for user: Operation not permitted" in log
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_traefik_says_when_it_cannot_read_the_routes(hub):
     """A routes file only root can read (the package's 0600): Traefik logs permission denied."""
     rules = "/var/lib/jupyterhub-proxy/rules.toml"

@@ -64,6 +64,7 @@ def test_login_spawn_and_server_over_https(hub, people):
     assert cookie.secure, "the login cookie must be Secure over https"
 
 
+@pytest.mark.fault
 def test_client_that_does_not_trust_the_ca_fails(hub, public):
     """No silent downgrade: a client with only the usual CAs gets a certificate error."""
     with public.session(None) as s, pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -78,6 +79,8 @@ def test_acme_json_is_traefiks_alone(hub, root_ca):
     assert hub.machine.output("stat -c '%a %U' /var/lib/traefik") == "700 traefik"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_traefik_refuses_an_acme_server_it_does_not_trust(hub, root_ca):
     """Without LEGO_CA_CERTIFICATES (test-only), Traefik cannot talk to Pebble: the message the book quotes."""
     since = hub.machine.clock()
@@ -93,8 +96,11 @@ def test_traefik_refuses_an_acme_server_it_does_not_trust(hub, root_ca):
         hub.wait_up()
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_port_80_taken_keeps_traefik_restarting(hub, root_ca):
-    """Another server on port 80: traefik.service fails to start and systemd keeps retrying."""
+    """Another server on port 80: traefik.service fails to start and systemd keeps retrying; the certificate stays."""
+    certificate = hub.machine.output(f"sha256sum {ACME_JSON}")
     since = hub.machine.clock()
     hub.machine.run("systemctl stop traefik && systemd-run --unit=hhw-squatter python3 -m http.server 80")
     try:
@@ -112,6 +118,9 @@ def test_port_80_taken_keeps_traefik_restarting(hub, root_ca):
         # Stopping traefik stopped the hub too (Requires=); starting the hub starts both.
         hub.machine.run("systemctl restart traefik && systemctl start jupyterhub")
         hub.wait_up()
+    # Nothing lost: the same certificate (no new order at Let's Encrypt), and it verifies.
+    assert hub.machine.output(f"sha256sum {ACME_JSON}") == certificate
+    assert hub.client().get("/hub/login").status_code == 200
 
 
 def test_traefik_unit_exposure(hub):
@@ -131,6 +140,8 @@ def restore_traefik(hub) -> None:
     hub.wait_up()
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_traefik_without_the_bind_capability_cannot_listen_on_80(hub, root_ca):
     """Drop CAP_NET_BIND_SERVICE (as a unit without AmbientCapabilities= would): ports 80 and 443 are refused."""
     dropin = "/etc/systemd/system/traefik.service.d/hhw-no-bind.conf"
@@ -148,6 +159,8 @@ def test_traefik_without_the_bind_capability_cannot_listen_on_80(hub, root_ca):
         restore_traefik(hub)
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_without_tls_domains_no_certificate_is_requested(hub, root_ca):
     """No domains on the https entry point: Traefik requests nothing, and (sniStrict) refuses the handshake."""
     static = "/etc/traefik/traefik.toml"

@@ -86,6 +86,7 @@ def test_login_is_lower_cased(hub):
     assert "Carol" not in in_database(hub.machine)
 
 
+@pytest.mark.fault
 def test_outsider_gets_403_and_no_server(hub, outsider):
     since = hub.machine.clock()
     client = hub.client()
@@ -99,6 +100,8 @@ def test_outsider_gets_403_and_no_server(hub, outsider):
     assert not client.logged_in()
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_without_read_org_a_private_member_is_refused(hub, people):
     """Without the read:org scope GitHub shows the hub only public memberships: bob's is private."""
     since = hub.machine.clock()
@@ -124,6 +127,7 @@ def github_callback(hub, client, account) -> str:
     return answer.headers["Location"]
 
 
+@pytest.mark.fault
 def test_tampered_state_is_refused_and_no_user_is_created(hub):
     carol = hub.github.accounts["carol"]
     before = in_database(hub.machine)
@@ -140,6 +144,7 @@ def test_tampered_state_is_refused_and_no_user_is_created(hub):
     assert in_database(hub.machine) == before
 
 
+@pytest.mark.fault
 def test_replayed_callback_is_refused(hub, people):
     """A callback link used once (and then replayed, e.g. from history or a proxy log) logs nobody in."""
     client = hub.client()
@@ -152,7 +157,10 @@ def test_replayed_callback_is_refused(hub, people):
     assert not thief.logged_in()
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_wrong_client_secret_says_so(hub, people):
+    before = in_database(hub.machine)
     since = hub.machine.clock()
     right = hub.machine.output(f"grep ^GITHUB_CLIENT_SECRET= {ENV_FILE}").split("=", 1)[1]
     write_secret(hub.machine, "GITHUB_CLIENT_SECRET", "0" * 40)
@@ -167,8 +175,12 @@ def test_wrong_client_secret_says_so(hub, people):
     finally:
         write_secret(hub.machine, "GITHUB_CLIENT_SECRET", right)
         hub.restart()
+    assert in_database(hub.machine) == before
+    assert hub.session(people["alice"]).logged_in()  # the right secret back: logins work again
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_callback_url_that_does_not_match_the_registered_one(hub, people):
     """http:// instead of https:// (the classic mistake behind a proxy): GitHub refuses, the hub says why."""
     sed = r"s#^\(c.GitHubOAuthenticator.oauth_callback_url = \)\"https://#\1\"http://#"
@@ -178,6 +190,8 @@ def test_callback_url_that_does_not_match_the_registered_one(hub, people):
         assert MISMATCH in r.text
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_github_enterprise_with_a_ca_python_313_refuses(hub, people):
     """A private CA made by a plain `openssl req -x509` (no key usage): the hub's Python 3.13 will not trust it."""
     python = hub.machine.output("/opt/jupyterhub/bin/python -c 'import sys; print(sys.version_info[:2] >= (3, 13))'")
@@ -195,6 +209,7 @@ def test_github_enterprise_with_a_ca_python_313_refuses(hub, people):
         hub.restart()
 
 
+@pytest.mark.fault
 def test_admin_sees_the_admin_page_and_a_non_admin_gets_403(hub, people):
     assert hub.session(people["alice"]).get("/hub/admin").status_code == 200
     r = hub.session(people["bob"]).get("/hub/admin")
@@ -260,6 +275,7 @@ def test_users_of_stage_06_find_their_files(veteran):
         assert read_text(client, user, "from-stage-06.txt") == f"{user}'s notes"
 
 
+@pytest.mark.fault
 def test_an_old_user_no_rule_names_is_refused(veteran):
     """bob out of the organization: his user from stage 06 is still in the database, yet he is refused."""
     bob = veteran.github.accounts["bob"]
@@ -278,6 +294,7 @@ def test_an_old_user_no_rule_names_is_refused(veteran):
         veteran.github.restart()
 
 
+@pytest.mark.disruptive
 def test_a_user_renamed_to_their_github_login_keeps_their_files(veteran):
     """bob's GitHub login is Bob-Smith: rename-user.sh renames him (server stopped, volume copied) first."""
     bob = veteran.github.accounts["bob"]

@@ -156,6 +156,8 @@ def test_thread_variables_and_image_name_in_the_server(hub, people, admin):
     assert env["JUPYTER_IMAGE"] == "local/lab:1"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_memory_limit_kills_the_kernel_not_the_server(hub, people, admin):
     """small (1G): a kernel that fills 1.5 GiB is killed and restarted; the server and its container stay."""
     client = start(hub, people, admin, "alice", LAB, "small")
@@ -184,6 +186,7 @@ def test_memory_limit_kills_the_kernel_not_the_server(hub, people, admin):
 # -- refusals -----------------------------------------------------------------------------
 
 
+@pytest.mark.fault
 def test_unknown_choices_are_refused_without_a_container(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     client = hub.session(people["bob"])
@@ -201,6 +204,7 @@ def test_unknown_choices_are_refused_without_a_container(hub, people, admin):
     assert not server(admin, "bob")
 
 
+@pytest.mark.fault
 def test_large_is_for_admins_and_the_group_big_memory(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     client = hub.session(people["bob"])
@@ -224,6 +228,8 @@ def test_large_is_for_admins_and_the_group_big_memory(hub, people, admin):
         ensure_stopped(hub, admin, "bob")
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_a_size_with_more_cpus_than_the_machine_is_refused_by_docker(hub, people, admin):
     ensure_stopped(hub, admin, "alice")
     with hub.edited_config(sed='s/"large": {"cpu": 2,/"large": {"cpu": 4,/'):
@@ -238,6 +244,7 @@ def test_a_size_with_more_cpus_than_the_machine_is_refused_by_docker(hub, people
 # -- Runboard: a server that is not a notebook --------------------------------------------
 
 
+@pytest.mark.fault
 def test_runboard_serves_its_owner_only(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     bob = hub.session(people["bob"])

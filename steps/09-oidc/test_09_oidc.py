@@ -140,6 +140,7 @@ def test_member_of_an_allowed_group_gets_in_spawns_and_runs_code(hub, people):
     assert model["admin"] is False
 
 
+@pytest.mark.fault
 def test_outsider_gets_403_and_is_not_created(hub, outsider):
     """mallory is in no allowed group: the hub's 403 page, no user, no container."""
     since = hub.machine.clock()
@@ -241,6 +242,7 @@ def test_an_expired_access_token_is_refreshed_before_the_spawn_and_the_new_one_e
         hub.oidc.restart()
 
 
+@pytest.mark.fault
 def test_a_revoked_refresh_token_means_log_in_again_and_no_server(hub, people):
     """bob's refresh token revoked at the provider (his grant ended): no server, "login again"; a login mends it."""
     no_server(hub, people, "bob")
@@ -261,6 +263,8 @@ def test_a_revoked_refresh_token_means_log_in_again_and_no_server(hub, people):
     assert verify_jwt(hub, exchanged_token(hub, "bob"))["claims"]["sub"] == "bob"
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_a_new_crypt_key_means_log_in_again(hub, people):
     """JUPYTERHUB_CRYPT_KEY replaced (lost): the stored tokens cannot be read, so the hub sends bob to its
     login page (his first request after the restart checks them); a login mends it."""
@@ -294,8 +298,10 @@ def tampered(state: str) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
+@pytest.mark.fault
 def test_tampered_state_is_refused_and_no_user_is_created(hub):
     carol = hub.oidc.accounts["carol"]
+    before = in_database(hub.machine)
     since = hub.machine.clock()
     client = hub.client()
     start = client.get("/hub/oauth_login", allow_redirects=False)
@@ -308,8 +314,11 @@ def test_tampered_state_is_refused_and_no_user_is_created(hub):
     assert "OAuth state mismatch" in r.text
     assert "OAuth state mismatch:" in hub.machine.journal("jupyterhub", since=since)
     assert not client.logged_in()
+    assert in_database(hub.machine) == before
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_wrong_client_secret_says_so(hub, people):
     """The provider refuses the code for a wrong secret (HTTP 401, invalid_client); the hub says so in a 403."""
     since = hub.machine.clock()
@@ -328,6 +337,7 @@ def test_wrong_client_secret_says_so(hub, people):
         hub.restart()
 
 
+@pytest.mark.fault
 def test_the_exchange_refuses_a_token_the_provider_did_not_issue(hub, people):
     """Token exchange at the provider: a made-up token, an ID token, an unknown audience are refused."""
     with pytest.raises(OAuthError) as made_up:
@@ -351,6 +361,8 @@ def test_the_exchange_refuses_a_token_the_provider_did_not_issue(hub, people):
     SEEN.add(answer["access_token"])
 
 
+@pytest.mark.fault
+@pytest.mark.disruptive
 def test_an_audience_the_provider_does_not_serve_stops_the_start(hub, people):
     """exchange_audience set to a service the provider issues no tokens for: the spawn page says so; no server."""
     no_server(hub, people, "bob")
