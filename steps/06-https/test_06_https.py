@@ -13,10 +13,10 @@ from tests.harness.acme import ACME_JSON, DROPIN, certificate_domains, tls_hands
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hardening import audit
 from tests.harness.kernels import one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
-from tests.harness.tlsscan import scan
 from tests.harness.waits import wait_for
 
 BIND_DENIED = "listen tcp :80: bind: permission denied"
@@ -199,6 +199,8 @@ def test_tls_scan_meets_mozilla_intermediate(hub, public, root_ca):
 
     Certificate issues are recorded apart: in the tests the certificate is Pebble's (5 years), not Let's Encrypt's.
     """
+    from tests.harness.tlsscan import scan  # sslyze: in requirements.txt, not in requirements-check.txt
+
     found = scan(NAME, public.https_port, ca_file=root_ca)
     record("tls-scan-06", found)
     assert found["protocols"] == ["TLS 1.2", "TLS 1.3"], found["protocols"]
