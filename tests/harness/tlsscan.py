@@ -4,24 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sslyze import (
-    CertificateInfoExtraArgument,
-    ScanCommandAttemptStatusEnum,
-    ScanCommandsExtraArguments,
-    Scanner,
-    ServerNetworkLocation,
-    ServerScanRequest,
-    ServerScanStatusEnum,
-)
-from sslyze.mozilla_tls_profile.tls_config_checker import (
-    SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
-    MozillaTlsConfiguration,
-    ServerNotCompliantWithTlsConfiguration,
-    TlsConfigurationEnum,
-    check_server_against_tls_configuration,
-)
-from sslyze.plugins.scan_commands import ScanCommand
-
 VERSIONS = {
     "ssl_2_0_cipher_suites": "SSL 2.0",
     "ssl_3_0_cipher_suites": "SSL 3.0",
@@ -39,11 +21,32 @@ def scan(name: str, port: int, ip: str = "127.0.0.1", ca_file: str | None = None
     """Scan ``name`` (sent as SNI and Host) at ``ip``:``port``: protocols, ciphers, HSTS, and for each Mozilla
     profile the issues sslyze's checker finds (certificate issues apart: in the tests the certificate is Pebble's).
     """
-    extra = ScanCommandsExtraArguments(certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file)))
+    # sslyze is imported here: a reader's venv for --target local (requirements-check.txt) has no sslyze.
+    from sslyze import (
+        CertificateInfoExtraArgument,
+        ScanCommandAttemptStatusEnum,
+        ScanCommandsExtraArguments,
+        Scanner,
+        ServerNetworkLocation,
+        ServerScanRequest,
+        ServerScanStatusEnum,
+    )
+    from sslyze.mozilla_tls_profile.tls_config_checker import (
+        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+        MozillaTlsConfiguration,
+        ServerNotCompliantWithTlsConfiguration,
+        TlsConfigurationEnum,
+        check_server_against_tls_configuration,
+    )
+    from sslyze.plugins.scan_commands import ScanCommand
+
+    extra = ScanCommandsExtraArguments()
+    if ca_file:  # the CA that issued the certificate, when no system trusts it (Pebble's, Let's Encrypt's staging)
+        extra = ScanCommandsExtraArguments(certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file)))
     request = ServerScanRequest(
         server_location=ServerNetworkLocation(hostname=name, port=port, ip_address=ip),
         scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER | {ScanCommand.HTTP_HEADERS},
-        scan_commands_extra_arguments=extra if ca_file else ScanCommandsExtraArguments(),
+        scan_commands_extra_arguments=extra,
     )
     scanner = Scanner()
     scanner.queue_scans([request])
