@@ -7,6 +7,7 @@ import pytest
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.faults import database, page_text
 from tests.harness.kernels import one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)

@@ -14,6 +14,7 @@ from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.faults import assert_database_intact, database, forged, page_text, saved_file
 from tests.harness.kernels import one_plus_one, run_notebook
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
@@ -212,8 +213,8 @@ def test_another_users_token_is_refused_by_my_server(hub, people):
         ("DELETE", "/user/alice/api/contents/mine.txt", {}),
     ):
         r = thief.request(method, path, headers=headers, allow_redirects=False, **kw)
-        print(method, path, r.status_code, r.text[:300])
-        assert r.status_code == 403, f"{method} {path}: {r.status_code}"
+        assert r.status_code == 403, f"{method} {path}: {r.status_code} {r.text[:300]}"
+        assert r.json() == {"message": "Forbidden", "reason": None}
     assert alice.server_api("alice", "status").status_code == 200
     assert users.read_text(alice, "alice", "mine.txt") == "alice's notes\n"
 

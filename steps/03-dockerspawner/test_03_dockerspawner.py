@@ -11,6 +11,7 @@ from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import connection_survives, one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import tomllib
 
 import pytest
@@ -13,6 +14,7 @@ from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import connection_survives, one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only, reachable_from_outside
 from tests.harness.results import record
@@ -75,6 +77,30 @@ def test_server_survives_hub_restart_behind_traefik(hub, people):
     assert users.container(hub.machine, "jupyter-bob")["Id"] == before
     client.wait_server("bob", timeout=60)
     assert client.server_api("bob", "status").status_code == 200
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_kill_9_traefik_leaves_everything_unreachable_until_the_hub_restarts(hub, people):
+    """Traefik started by the hub, killed: nobody restarts it (the hub checks only CHP), every request is refused;
+    the hub's restart starts Traefik again and bob's server, container and files are back."""
+    client = running(hub, people, "bob")
+    users.write_text(client, "bob", "before-traefik-kill.txt", "kept\n")
+    container = users.container(hub.machine, "jupyter-bob")["Id"]
+    pid = hub.machine.output("pgrep -x traefik")
+    since = hub.machine.clock()
+    hub.machine.run(f"kill -9 {pid}")
+    time.sleep(15)  # three times what the hub would take to notice, if it checked
+    with pytest.raises(requests.ConnectionError):
+        hub.client().get("/hub/login", timeout=10)
+    assert hub.machine.output(f"ps -o args= -p {pid}") == "[traefik] <defunct>"  # a zombie: the hub never waited
+    assert hub.machine.output("systemctl is-active jupyterhub") == "active"
+    # configurable-http-proxy would have been restarted, with "Proxy stopped with exit code" in the journal.
+    assert "Proxy stopped" not in hub.machine.journal("jupyterhub", since=since)
+    hub.restart()
+    client.wait_server("bob", timeout=60)
+    assert users.container(hub.machine, "jupyter-bob")["Id"] == container
+    assert users.read_text(client, "bob", "before-traefik-kill.txt") == "kept\n"
 
 
 @pytest.mark.fault

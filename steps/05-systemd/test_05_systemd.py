@@ -10,6 +10,7 @@ import pytest
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hardening import audit
 from tests.harness.kernels import connection_survives, one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import ContainerVM
 from tests.harness.ports import assert_loopback_only
 from tests.harness.results import record

@@ -17,6 +17,7 @@ from tests.harness.fixtures import Hub, public_name, set_password
 from tests.harness.github import ENV_FILE, GitHubStandIn, default_accounts, follow_to_hub, write_secret
 from tests.harness.images import boot_stage, ensure_stage_image, install_answers
 from tests.harness.kernels import one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import VM_INSTALL_ENV, ContainerVM
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems

@@ -14,6 +14,7 @@ from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import kernel
 from tests.harness.limits import container_env, docker_limits, states_while_running
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)

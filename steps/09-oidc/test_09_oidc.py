@@ -20,6 +20,7 @@ from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.github import follow_to_hub, write_secret
 from tests.harness.hubclient import HubClient
 from tests.harness.kernels import one_plus_one
+from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.oidc import CATALOGUE, ENV_FILE, OAuthError
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, remember_secret, secret_file_problems

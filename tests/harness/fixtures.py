@@ -35,7 +35,7 @@ from .oidc import OIDCProvider
 from .results import record
 from .server_checks import checks_for
 from .stages import Stage, stage_of
-from .waits import wait_for
+from .waits import WaitTimeout, wait_for
 
 CONFIG = "/etc/jupyterhub/jupyterhub_config.py"  # where every stage's install.sh puts the config
 
@@ -388,11 +388,28 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
 
 def answers(hub: Hub) -> None:
     """On your own server: the hub answers its login page now, or the run stops with one sentence."""
+
+    def login_page() -> requests.Response | None:
+        try:
+            r = hub.client().get("/hub/login")
+        except requests.RequestException:
+            return None
+        return r if r.status_code == 200 else None
+
+    try:  # a hub that has just been restarted takes a few seconds
+        wait_for("the hub's login page", login_page, timeout=30)
+        return
+    except WaitTimeout:
+        pass
     try:
         r = hub.client().get("/hub/login")
     except requests.RequestException as exc:
         fault(f"The hub does not answer at {hub.url}/hub/login ({type(exc).__name__}): is it running? "
               f"`systemctl status jupyterhub` says ({section('01', 'Start the hub')}).", str(exc))  # fmt: skip
+    if r.status_code in (502, 503, 504):
+        fault(f"The proxy at {hub.url} answers {r.status_code} for /hub/login: the hub behind it does not answer; "
+              f"`systemctl status jupyterhub` and `journalctl -u jupyterhub` say why "
+              f"({section('01', 'Start the hub')}).", r.text[:500])  # fmt: skip
     if r.status_code != 200:
         fault(f"{hub.url}/hub/login answers {r.status_code}, not the hub's login page: is the proxy's route "
               f"to the hub there? ({section('04', 'The routes the hub writes')}).", r.text[:500])  # fmt: skip

@@ -243,9 +243,9 @@ def users_containers_reach_the_hub(request: pytest.FixtureRequest) -> None:
               f"c.JupyterHub.hub_ip in {CONFIG} to docker0's address, not 127.0.0.1 "
               f"({CONFIG_03}).")  # fmt: skip
     gateway = machine.output("ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1", check=False)
-    code = machine.output(f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{gateway}:8081/hub/api", check=False)
+    code = http_status(machine, f"http://{gateway}:8081/hub/api")
     if code != "200":
-        fault(f"The hub's API does not answer on docker0's address {gateway}:8081 (curl: {code}), where users' "
+        fault(f"The hub's API does not answer on docker0's address {gateway}:8081 ({code}), where users' "
               f"containers call it: check c.JupyterHub.hub_ip in {CONFIG} ({CONFIG_03}).")  # fmt: skip
 
 
@@ -282,16 +282,29 @@ def an_allow_rule_lets_people_in(request: pytest.FixtureRequest) -> None:
               "\n".join(line for line in log.splitlines() if "allow" in line))  # fmt: skip
 
 
-TRAEFIK_API_STATUS = r"""
-env={secrets}/jupyterhub.env
-if [ -r "$env" ] && grep -q '^TRAEFIK_API_PASSWORD=' "$env"; then
-    password=$(sed -n 's/^TRAEFIK_API_PASSWORD=//p' "$env")
-else
-    password=$(cat {secrets}/traefik_api_password)
-fi
-printf 'user = "%s:%s"\n' {user} "$password" |
-    curl -s -o /dev/null -m 5 -w '%{{http_code}}' -K - http://127.0.0.1:8099/api/http/routers
+# The status of a GET, asked on the machine with its own Python (curl is not there before stage 04).
+HTTP_STATUS = r"""
+import base64, sys, urllib.error, urllib.request
+url, user, password_file = sys.argv[1], sys.argv[2], sys.argv[3]
+request = urllib.request.Request(url)
+if password_file:  # Traefik's API: the hub's password, read here; it never leaves the machine
+    text = open(password_file).read()
+    found = [l.split("=", 1)[1] for l in text.splitlines() if l.startswith("TRAEFIK_API_PASSWORD=")]
+    password = found[0] if found else text.strip()
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+try:
+    print(urllib.request.urlopen(request, timeout=5).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError as e:
+    print(f"no answer ({e})")
 """
+
+
+def http_status(machine, url: str, user: str = "", password_file: str = "") -> str:
+    """The HTTP status of GET ``url`` on the machine (with basic auth from ``password_file``), or why none."""
+    args = shlex.join([url, user, password_file])
+    return machine.output(f"python3 - {args}", input=HTTP_STATUS, check=False)
 
 
 @check(applies=uses_traefik)
@@ -300,14 +313,17 @@ def traefik_api_takes_the_hubs_password(request: pytest.FixtureRequest) -> None:
     machine = request.getfixturevalue("machine")
     m = re.search(r'traefik_api_username\s*=\s*"([^"]+)"', machine.output(f"cat {CONFIG}"))
     user = m.group(1) if m else "jupyterhub"
-    code = machine.output(TRAEFIK_API_STATUS.format(secrets=SECRETS, user=shlex.quote(user)), check=False)
+    env_file = f"{SECRETS}/jupyterhub.env"
+    has_env = machine.run(f"grep -qs '^TRAEFIK_API_PASSWORD=' {env_file}", check=False).returncode == 0
+    password_file = env_file if has_env else f"{SECRETS}/traefik_api_password"
+    code = http_status(machine, "http://127.0.0.1:8099/api/http/routers", user, password_file)
     where = API_04
     if code == "401":
         fault(f"Traefik's API on 127.0.0.1:8099 refuses the hub's password (401): the password in "
               f"{SECRETS}/jupyterhub.env changed after the hub wrote its hash into Traefik's routes; "
               f"restart jupyterhub so it writes the new one ({where}).")  # fmt: skip
     if code != "200":
-        fault(f"Traefik's API on 127.0.0.1:8099 does not answer (curl: {code}): is traefik running? ({where}).")
+        fault(f"Traefik's API on 127.0.0.1:8099 does not answer ({code}): is traefik running? ({where}).")
 
 
 @check(applies=has_units)
