@@ -205,12 +205,16 @@ def units_are_enabled_and_running(request: pytest.FixtureRequest) -> None:
                   f"({_unit_section(unit)}).", log)  # fmt: skip
 
 
+UNIT_SECTIONS = {
+    "hub-firewall": section("03", "A firewall: default deny"),
+    "docker": section("03", "Install Docker Engine"),
+    "traefik": section("05", "The units"),
+    "jupyterhub": section("05", "The units"),
+}
+
+
 def _unit_section(unit: str):
-    if unit == "hub-firewall":
-        return section("03", "A firewall: default deny")
-    if unit == "docker":
-        return section("03", "Install Docker Engine")
-    return section("05", "The units")
+    return UNIT_SECTIONS[unit]
 
 
 @check(applies=lambda stage: stage.number >= 2)
