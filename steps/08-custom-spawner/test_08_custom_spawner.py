@@ -206,6 +206,7 @@ def test_unknown_choices_are_refused_without_a_container(hub, people, admin):
 
 
 @pytest.mark.fault
+@pytest.mark.disruptive  # creates, then deletes, the hub's group big-memory
 def test_large_is_for_admins_and_the_group_big_memory(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     client = hub.session(people["bob"])
@@ -246,6 +247,7 @@ def test_a_size_with_more_cpus_than_the_machine_is_refused_by_docker(hub, people
 
 
 @pytest.mark.fault
+@pytest.mark.disruptive  # writes a run into bob's volume
 def test_runboard_serves_its_owner_only(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     bob = hub.session(people["bob"])
