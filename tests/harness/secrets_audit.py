@@ -9,6 +9,7 @@ files in /etc/jupyterhub/secrets, the secret values of the hub's EnvironmentFile
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -119,10 +120,32 @@ def slug(kind: str) -> str:
     return re.sub(r"[^A-Za-z0-9:. -]", "_", kind)
 
 
-def leaks(machine: Machine, extra: dict[str, set[str]] | None = None) -> dict[str, dict[str, int]]:
-    """For every secret kind (the tests' and the machine's): in how many lines of each place it shows up.
+# Run on the machine: for each kind file in the work directory, the lines of .log that hold one of its values,
+# counted, with the first three shown (each value replaced by [KIND]), as JSON.
+COUNT = r"""
+import json, os, sys
+work = sys.argv[1]
+log = open(os.path.join(work, ".log"), errors="replace").read().splitlines()
+found = {}
+for kind in sorted(os.listdir(work)):
+    if kind.startswith("."):
+        continue
+    values = [v for v in open(os.path.join(work, kind)).read().splitlines() if v]
+    hits = [line for line in log if any(v in line for v in values)]
+    if hits:
+        shown = []
+        for line in hits[:3]:
+            for v in values:
+                line = line.replace(v, "[" + kind + "]")
+            shown.append(line[:500])
+        found[kind] = {"lines": len(hits), "shown": shown}
+print(json.dumps(found))
+"""
 
-    Only places and kinds with a hit are in the answer; nothing of a secret's value leaves the machine.
+
+def leaks(machine: Machine, extra: dict[str, set[str]] | None = None) -> dict[str, dict[str, dict]]:
+    """For every secret kind (the tests' and the machine's) found in a place: how many lines hold one, and the
+    first three of them with each secret replaced by its kind. No secret's value leaves the machine.
     """
     kinds = remembered()
     for kind, values in (extra or {}).items():
@@ -133,29 +156,27 @@ def leaks(machine: Machine, extra: dict[str, set[str]] | None = None) -> dict[st
             machine.run(f"umask 077 && cat > {shlex.quote(f'{work}/test: {slug(kind)}')}",
                         input="\n".join(sorted(values)) + "\n")  # fmt: skip
         machine.run(f"bash -c {shlex.quote(MACHINE_SECRETS)} audit {work}")
-        found: dict[str, dict[str, int]] = {}
+        found: dict[str, dict[str, dict]] = {}
         for where, command in PLACES.items():
             machine.run(f"umask 077 && ({command}) > {work}/.log 2>/dev/null", check=False, timeout=300)
-            counts = machine.output(
-                f'cd {work} && for k in *; do printf \'%s\\t%s\\n\' "$k" "$(grep -cFf "$k" .log)"; done',
-                timeout=300,
-            )
-            for line in counts.splitlines():
-                kind, _, count = line.rpartition("\t")
-                if count.strip().isdigit() and int(count) > 0:
-                    found.setdefault(kind, {})[where] = int(count)
+            out = machine.output(f"python3 - {work}", input=COUNT, timeout=300)
+            for kind, hit in json.loads(out).items():
+                found.setdefault(kind, {})[where] = hit
         return found
     finally:
         machine.run(f"rm -rf {shlex.quote(work)}", check=False)
 
 
 def assert_no_leaks(machine: Machine, extra: dict[str, set[str]] | None = None) -> dict[str, int]:
-    """Fail naming each kind of secret found and where; return how many secrets of each kind were looked for."""
+    """Fail naming each kind of secret found and where (with the lines, the secrets masked); return how many
+    secrets of each kind the tests looked for."""
     found = leaks(machine, extra)
     if found:
-        said = "; ".join(f"{kind} in {', '.join(f'{w} ({n} lines)' for w, n in places.items())}"
+        said = "; ".join(kind + " in " + ", ".join(f"{w} ({hit['lines']} lines)" for w, hit in places.items())
                          for kind, places in sorted(found.items()))  # fmt: skip
-        raise AssertionError(f"secrets leaked into logs: {said}")
+        shown = "\n".join(f"--- {kind}, {w}:\n" + "\n".join(hit["shown"])
+                          for kind, places in sorted(found.items()) for w, hit in places.items())  # fmt: skip
+        raise AssertionError(f"secrets leaked into logs: {said}\n{shown}")
     looked = {f"test: {k}": len(v) for k, v in remembered().items()}
     for kind, values in (extra or {}).items():
         looked[f"test: {kind}"] = looked.get(f"test: {kind}", 0) + len(values)
