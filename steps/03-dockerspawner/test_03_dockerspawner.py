@@ -27,6 +27,7 @@ LOOPBACK_CONTAINER_LOG = (
     "Cannot connect to host 127.0.0.1:8081",
 )
 LOOPBACK_HUB_LOG = "server never showed up at"
+PROXY_STOPPED = "Proxy stopped with exit code"
 FIREWALL_CONTAINER_LAST = "Skipped non-installed server(s): " + (
     "basedpyright, bash-language-server, dockerfile-language-server-nodejs, javascript-typescript-langserver, "
     "jedi-language-server, julia-language-server, pyrefly, pyright, python-language-server, python-lsp-server, "
@@ -163,6 +164,27 @@ def test_hub_restart_leaves_container_running(hub, people):
     # The same browser session reaches the same server through the new proxy.
     assert client.wait_server("bob", timeout=60)
     assert client.server_api("bob", "status").status_code == 200
+
+
+@pytest.mark.fault
+@pytest.mark.disruptive
+def test_kill_9_proxy_is_restarted_by_the_hub_with_its_routes(hub, people):
+    """configurable-http-proxy killed: the hub notices within seconds, starts it again and puts the routes back;
+    bob's server answers again, same container, same files (compare Traefik under the hub, stage 04)."""
+    client = start(hub, people, "bob")
+    users.write_text(client, "bob", "before-proxy-kill.txt", "kept\n")
+    container = users.container(hub.machine, "jupyter-bob")["Id"]
+    pid = hub.machine.output("pgrep -f configurable-http-proxy")
+    since = hub.machine.clock()
+    hub.machine.run(f"kill -9 {pid}")
+    log = wait_for("the hub to restart its proxy",
+                   lambda: (j := hub.machine.journal("jupyterhub", since=since)) and PROXY_STOPPED in j and j,
+                   timeout=60)  # fmt: skip
+    assert "Proxy stopped with exit code -9" in log
+    client.wait_server("bob", timeout=60)
+    assert hub.machine.output("pgrep -f configurable-http-proxy") != pid
+    assert users.container(hub.machine, "jupyter-bob")["Id"] == container
+    assert users.read_text(client, "bob", "before-proxy-kill.txt") == "kept\n"
 
 
 @pytest.mark.fault
