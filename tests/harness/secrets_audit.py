@@ -120,25 +120,38 @@ def slug(kind: str) -> str:
     return re.sub(r"[^A-Za-z0-9:. -]", "_", kind)
 
 
+# Leaks that are upstream's, each with the reason it is tolerated: (kind, pattern of the masked line, why).
+KNOWN_LEAKS = (
+    ("test: OAuth code", r"JupyterHub web:\d+\] 403 GET /hub/oauth_callback\?code=\[test: OAuth code\]",
+     "Tornado logs the request line of a refused OAuth callback unmasked (JupyterHub's own request log masks "
+     "code= and state=); the code was refused with it (its exchange failed), is single-use, and only "
+     "the holder of the client secret can exchange it, within minutes"),
+)  # fmt: skip
+
 # Run on the machine: for each kind file in the work directory, the lines of .log that hold one of its values,
-# counted, with the first three shown (each value replaced by [KIND]), as JSON.
+# counted, with the first three shown (each value replaced by [KIND]), as JSON; lines that match a known
+# leak of their kind (.known) are counted apart.
 COUNT = r"""
-import json, os, sys
+import json, os, re, sys
 work = sys.argv[1]
 log = open(os.path.join(work, ".log"), errors="replace").read().splitlines()
+known = json.load(open(os.path.join(work, ".known")))
 found = {}
 for kind in sorted(os.listdir(work)):
     if kind.startswith("."):
         continue
     values = [v for v in open(os.path.join(work, kind)).read().splitlines() if v]
-    hits = [line for line in log if any(v in line for v in values)]
-    if hits:
-        shown = []
-        for line in hits[:3]:
+    hits, tolerated = [], 0
+    for line in log:
+        if any(v in line for v in values):
             for v in values:
                 line = line.replace(v, "[" + kind + "]")
-            shown.append(line[:500])
-        found[kind] = {"lines": len(hits), "shown": shown}
+            if any(k == kind and re.search(pattern, line) for k, pattern in known):
+                tolerated += 1
+            else:
+                hits.append(line[:500])
+    if hits or tolerated:
+        found[kind] = {"lines": len(hits), "shown": hits[:3], "known": tolerated}
 print(json.dumps(found))
 """
 
@@ -156,6 +169,7 @@ def leaks(machine: Machine, extra: dict[str, set[str]] | None = None) -> dict[st
             machine.run(f"umask 077 && cat > {shlex.quote(f'{work}/test: {slug(kind)}')}",
                         input="\n".join(sorted(values)) + "\n")  # fmt: skip
         machine.run(f"bash -c {shlex.quote(MACHINE_SECRETS)} audit {work}")
+        machine.run(f"cat > {work}/.known", input=json.dumps([[kind, pattern] for kind, pattern, _ in KNOWN_LEAKS]))
         found: dict[str, dict[str, dict]] = {}
         for where, command in PLACES.items():
             machine.run(f"umask 077 && ({command}) > {work}/.log 2>/dev/null", check=False, timeout=300)
@@ -171,15 +185,20 @@ def assert_no_leaks(machine: Machine, extra: dict[str, set[str]] | None = None) 
     """Fail naming each kind of secret found and where (with the lines, the secrets masked); return how many
     secrets of each kind the tests looked for."""
     found = leaks(machine, extra)
-    if found:
+    leaked = {kind: {w: hit for w, hit in places.items() if hit["lines"]} for kind, places in found.items()}
+    leaked = {kind: places for kind, places in leaked.items() if places}
+    if leaked:
         said = "; ".join(kind + " in " + ", ".join(f"{w} ({hit['lines']} lines)" for w, hit in places.items())
-                         for kind, places in sorted(found.items()))  # fmt: skip
+                         for kind, places in sorted(leaked.items()))  # fmt: skip
         shown = "\n".join(f"--- {kind}, {w}:\n" + "\n".join(hit["shown"])
-                          for kind, places in sorted(found.items()) for w, hit in places.items())  # fmt: skip
+                          for kind, places in sorted(leaked.items()) for w, hit in places.items())  # fmt: skip
         raise AssertionError(f"secrets leaked into logs: {said}\n{shown}")
-    looked = {f"test: {k}": len(v) for k, v in remembered().items()}
+    looked: dict = {f"test: {k}": len(v) for k, v in remembered().items()}
     for kind, values in (extra or {}).items():
         looked[f"test: {kind}"] = looked.get(f"test: {kind}", 0) + len(values)
+    known = {f"{kind} in {w}": hit["known"] for kind, places in found.items() for w, hit in places.items()}
+    if known:
+        looked["known upstream leaks (lines)"] = known
     return looked
 
 
