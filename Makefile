@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The Debian release of the test VMs (13 = trixie, the book's; 12 = bookworm, still proven).
 DEBIAN ?= 13
 
-.PHONY: book test test-all setup lint clean
+.PHONY: book test test-all setup lint clean bench
 
 # The virtualenv, rebuilt when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -34,6 +34,12 @@ test: setup
 test-all: setup
 	HHW_DEBIAN=13 bash scripts/run-tests.sh
 	HHW_DEBIAN=12 bash scripts/run-tests.sh steps
+
+## bench: the benchmarks (not part of `make test`) on test VMs booted from the saved stage images
+## (built first if missing): spawn, many users at once, CHP against Traefik, a hub restart, the book
+## build. About 20 minutes on 2 cores; one JSON per benchmark in book/bench/, which the book reads.
+bench: setup
+	$(BIN)/python -m scripts.bench
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
