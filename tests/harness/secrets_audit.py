@@ -122,10 +122,10 @@ def slug(kind: str) -> str:
 
 # Leaks that are upstream's, each with the reason it is tolerated: (kind, pattern of the masked line, why).
 KNOWN_LEAKS = (
-    ("test: OAuth code", r"JupyterHub web:\d+\] 403 GET /hub/oauth_callback\?code=\[test: OAuth code\]",
-     "Tornado logs the request line of a refused OAuth callback unmasked (JupyterHub's own request log masks "
-     "code= and state=); the code was refused with it (its exchange failed), is single-use, and only "
-     "the holder of the client secret can exchange it, within minutes"),
+    ("test: OAuth code", r"JupyterHub web:\d+\] 4\d\d GET /hub/oauth_callback\?code=\[test: OAuth code\]",
+     "Tornado logs the request line of a refused OAuth callback (403: the exchange failed, a wrong client "
+     "secret; 400: a forged state) unmasked, where JupyterHub's own request log masks code= and state=; "
+     "only the holder of the client secret can exchange the code, once, within minutes"),
 )  # fmt: skip
 
 # Run on the machine: for each kind file in the work directory, the lines of .log that hold one of its values,
