@@ -1,4 +1,5 @@
-"""Broken on purpose: `pytest steps/NN --target local` on a machine with one fault names that fault.
+"""Broken on purpose: `pytest steps/NN --target local` on a machine with one fault names that fault;
+and the same checks from another machine (`--hub-url`).
 
 Each case boots (once per stage) a VM that finished the stage by the book, breaks one thing as an
 operator might, runs the reader's checks inside it, and asserts that the right check failed with
@@ -8,6 +9,7 @@ the right first sentence and that the others did not; then it puts the machine b
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,7 +98,8 @@ BREAKAGES = [
              select="your_server and hub_answers", hub_up=False),
     Breakage("certificate for another name", 6, "true", "true",
              "test_your_server[certificate_is_trusted_for_the_name]",
-             "The certificate served for other.example.org is for",
+             "other.example.org refuses a TLS handshake for that name (TLSV1_UNRECOGNIZED_NAME): Traefik has no "
+             "certificate for other.example.org",
              select="certificate_is_trusted", args=("--public-name", "other.example.org")),
 ]  # fmt: skip
 
@@ -155,3 +158,25 @@ def test_the_right_check_names_the_fault(vms, breakage: Breakage):
         others = []  # without a hub, every check that needs its pages stops at the same sentence
     assert not others, f"other checks failed too: {others}\n{run.output[-3000:]}"
     record(f"broken-{breakage.name.replace(' ', '-')}", {"check": breakage.check, "said": sentence.split("\n")[0]})
+
+
+def test_hub_url_checks_what_http_shows_from_another_machine(vms):
+    """``pytest steps/06 --hub-url https://hub.example.org``, run where the hub's name resolves over the network
+    (here: the VM itself, through /etc/hosts, as if it were another machine): the HTTPS checks and a login
+    and start run; whatever needs a shell on the hub's machine skips, saying so."""
+    vm = vm_of(vms, 6)
+    stage = next(s for s in all_stages() if s.number == 6)
+    name = public_name(stage)
+    password = "hhw-" + secrets.token_urlsafe(12)
+    vm.run(f"chpasswd <<'EOF'\nalice:{password}\nEOF")
+    vm.run(f"grep -q ' {name}$' /etc/hosts || echo '127.0.0.1 {name}' >> /etc/hosts")
+    run = run_checks(vm, stage, env={"HHW_USER": "alice", "HHW_PASSWORD": password},
+                     target=("--hub-url", f"https://{name}"))  # fmt: skip
+    wanted = ["hub_answers", "a_user_logs_in_and_starts_a_server", "certificate_is_trusted_for_the_name",
+              "http_redirects_to_https", "hsts_is_sent", "tls_below_1_2_is_refused"]  # fmt: skip
+    for check in wanted:
+        assert run.named(f"test_your_server[{check}]").outcome == "passed", f"{check}:\n{run.output[-3000:]}"
+    shell = run.named("test_your_server[secret_files_are_private]")
+    assert shell.outcome == "skipped" and "needs a shell on the hub's machine" in shell.message
+    assert run.count("failed") == run.count("error") == 0, run.output[-3000:]
+    record("hub-url-06", {o: run.count(o) for o in ("passed", "skipped")})

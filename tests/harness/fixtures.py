@@ -166,9 +166,9 @@ class Hub:
     # Makes the HTTP session of each client (HTTPS stages pin the hub's name to loopback).
     session_factory: Callable[[], requests.Session] | None = None
     # GitHub's stand-in, on stages where people log in through GitHub.
-    github: GitHubStandIn | None = None
+    github: GitHubStandIn | OnlyOnATestVM | None = None
     # The OpenID Connect provider, on stages where people log in through one.
-    oidc: OIDCProvider | None = None
+    oidc: OIDCProvider | OnlyOnATestVM | None = None
 
     def _new_client(self) -> HubClient:
         if self.session_factory is None:
@@ -372,6 +372,10 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
     verify, session_factory = hub_tls
     h = Hub(machine, stage, hub_url, verify=verify, session_factory=session_factory)
     if mode(request.config) != "container":
+        if stage.login == "github":
+            h.github = OnlyOnATestVM("GitHub's stand-in runs only on a test VM; log in to your hub with GitHub")
+        if stage.login == "oidc":
+            h.oidc = OnlyOnATestVM("the OpenID Connect provider runs only on a test VM; log in with your provider")
         answers(h)
         return h
     if isinstance(machine, ContainerVM) and (stage.path / "start.sh").exists():
@@ -384,6 +388,16 @@ def hub(request: pytest.FixtureRequest, machine: Machine, stage: Stage, hub_url:
         machine.run("systemctl restart jupyterhub")
     h.wait_up()
     return h
+
+
+class OnlyOnATestVM:
+    """On your own server, stands for a test VM's stand-in (GitHub's, the provider): using it skips the test."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def __getattr__(self, name: str):
+        pytest.skip(self._reason)
 
 
 def answers(hub: Hub) -> None:

@@ -78,9 +78,10 @@ def install_checks(vm: ContainerVM) -> None:
         vm.run(SETUP, cwd=CHECK_DIR, env=VM_INSTALL_ENV, timeout=600)
 
 
-def run_checks(vm: ContainerVM, stage: Stage, *args: str, env: dict[str, str] | None = None) -> CheckRun:
+def run_checks(vm: ContainerVM, stage: Stage, *args: str, env: dict[str, str] | None = None,
+               target: tuple[str, ...] = ("--target", "local")) -> CheckRun:  # fmt: skip
     """``pytest steps/NN --target local ARGS`` in the VM, as root, from the project's directory."""
-    command = (f"{CHECK_VENV}/bin/pytest steps/{stage.number:02d} --target local -p no:cacheprovider "
+    command = (f"{CHECK_VENV}/bin/pytest steps/{stage.number:02d} {shlex.join(target)} -p no:cacheprovider "
                f"--junitxml={REPORT} -o junit_family=xunit2 {shlex.join(args)}")  # fmt: skip
     proc = vm.run(f"rm -f {REPORT}; {command}", cwd=CHECK_DIR, env=env or {}, check=False, timeout=1200)
     run = CheckRun(proc.returncode, proc.stdout + proc.stderr)

@@ -351,10 +351,18 @@ def certificate_is_trusted_for_the_name(request: pytest.FixtureRequest) -> None:
     """The certificate verifies against the system's CAs (Pebble's root on a test VM) for the public name."""
     site = request.getfixturevalue("site")
     ctx = ssl.create_default_context(cafile=site.ca_file)
+    refused = None
     try:
         with socket.create_connection(site.https, timeout=10) as sock, ctx.wrap_socket(sock, server_hostname=site.name):
             pass
     except ssl.SSLCertVerificationError as exc:
+        refused = exc
+    except (ssl.SSLError, OSError) as exc:
+        fault(f"{site.name} refuses a TLS handshake for that name ({getattr(exc, 'reason', None) or exc}): Traefik has "
+              f"no certificate for {site.name}; put it in the domains of /etc/traefik/traefik.toml "
+              f"({NAME_06}).", str(exc))  # fmt: skip
+    if refused is not None:
+        exc = refused
         cert = peer_certificate(site)
         names = ", ".join(v for k, v in cert.get("subjectAltName", ()) if k == "DNS") or "no name"
         issuer = _issuer(cert)
