@@ -21,9 +21,10 @@ from tests.harness.images import boot_stage, ensure_stage_image
 from tests.harness.localcheck import install_checks, run_checks, trust_in_system
 from tests.harness.machine import ContainerVM
 from tests.harness.results import record
-from tests.harness.stages import Stage, all_stages
+from tests.harness.stages import REPO, Stage, all_stages
 from tests.harness.waits import wait_for
 
+PAGE = REPO / "book" / "check-your-server.md"  # its table quotes what each check said
 CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
 ENV = "/etc/jupyterhub/secrets/jupyterhub.env"
 
@@ -157,7 +158,10 @@ def test_the_right_check_names_the_fault(vms, breakage: Breakage):
     if breakage.check.endswith("[hub_answers]"):
         others = []  # without a hub, every check that needs its pages stops at the same sentence
     assert not others, f"other checks failed too: {others}\n{run.output[-3000:]}"
-    record(f"broken-{breakage.name.replace(' ', '-')}", {"check": breakage.check, "said": sentence.split("\n")[0]})
+    said = sentence.split("\n")[0]
+    summary = run.output[run.output.find("= what is wrong =") :].splitlines()[:4]
+    record(f"broken-{breakage.name.replace(' ', '-')}", {"check": breakage.check, "said": said, "summary": summary})
+    assert f"| {breakage.name} | `{breakage.check}` | {said} |" in PAGE.read_text(), f"{PAGE.name} lacks: {said}"
 
 
 def test_hub_url_checks_what_http_shows_from_another_machine(vms):

@@ -120,6 +120,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("server_check", found, ids=[c.name for c in found])
 
 
+def first_sentence(report: pytest.TestReport) -> str:
+    """The first line of a failure's message, without pytest's "Failed: " (a check's one sentence)."""
+    message = getattr(getattr(report.longrepr, "reprcrash", None), "message", None) or str(report.longrepr)
+    message = message.removeprefix('failed on setup with "').removeprefix("Failed: ")
+    return message.strip().split("\n")[0]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """On your own server: what is wrong, one sentence per failure, in full (the short summary cuts lines)."""
+    if mode(config) == "container":
+        return
+    reports = terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", [])
+    if not reports:
+        return
+    terminalreporter.section("what is wrong")
+    seen = set()
+    for report in reports:
+        sentence = first_sentence(report)
+        if sentence not in seen:
+            seen.add(sentence)
+            terminalreporter.write_line(f"{report.nodeid.split('::')[-1]}: {sentence}")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not session.config.getoption("--keep-vm") and shutil.which("docker"):
         remove_session_containers()

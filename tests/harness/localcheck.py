@@ -7,6 +7,7 @@ with the commands of the README. The outer test reads the inner run's JUnit repo
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
@@ -22,6 +23,12 @@ from .stages import REPO, Stage
 CHECK_DIR = "/root/hub-the-hard-way"  # where a reader unpacked the project
 CHECK_VENV = "/opt/hhw-check"  # the checks' own venv, never the hub's
 REPORT = "/tmp/hhw-check.xml"
+# What a chapter's Verification says the checks give on a machine built by the book.
+CHAPTER_SAYS = re.compile(
+    r"--target local[^\n]*\n```\s+"
+    + r"\s+".join("In a test VM that finished this stage by the book, that gave".split())
+    + r"\s+`(?P<passed>\d+) passed, (?P<skipped>\d+) skipped`"
+)
 # The README's commands, after the project's files are in CHECK_DIR.
 SETUP = f"python3 -m venv {CHECK_VENV} && {CHECK_VENV}/bin/pip install --quiet -r requirements-check.txt"
 
@@ -130,4 +137,10 @@ def test_target_local_passes_on_a_machine_built_by_the_book(request: pytest.Fixt
     bad = [f"{o.name}: {o.message}" for o in run.outcomes if o.outcome in ("failed", "error")]
     assert not bad and run.exit_code == 0, f"{run.summary()}:\n" + "\n".join(bad) + "\n\n" + run.output[-4000:]
     assert run.count("passed") >= 3, f"too little ran: {run.summary()}\n{run.output[-3000:]}"
+    said = CHAPTER_SAYS.search(stage.chapter.read_text())
+    assert said, f"{stage.chapter.name}'s Verification does not say what --target local gives (now: {run.summary()})"
+    assert (int(said["passed"]), int(said["skipped"])) == (run.count("passed"), run.count("skipped")), (
+        f"{stage.chapter.name} says --target local gives {said['passed']} passed, {said['skipped']} skipped; "
+        f"this run: {run.summary()}"
+    )
     print(f"pytest steps/{stage.number:02d} --target local in the VM: {run.summary()}")
