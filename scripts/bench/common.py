@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -82,12 +83,23 @@ def install_signal_handlers() -> None:
 
 def clean_up() -> None:
     """Remove every VM and volume this run started (the harness's own session clean-up)."""
+    remove_shared()
     remove_session_containers()
 
 
+_SHARED: dict[int, tuple[ContainerVM, Hub]] = {}  # stage -> a VM that several benchmarks use in turn
+
+
 @contextmanager
-def stage_vm(number: int, purpose: str) -> Iterator[tuple[ContainerVM, Hub]]:
-    """A test VM booted from the saved image of stage ``number`` and its hub, answering; removed after."""
+def stage_vm(number: int, purpose: str, *, shared: bool = False) -> Iterator[tuple[ContainerVM, Hub]]:
+    """A test VM booted from the saved image of stage ``number`` and its hub, answering; removed after.
+
+    A ``shared`` VM is booted once and kept for the next benchmark that asks for one of the same stage
+    (booting copies the stage's Docker data: up to a minute); ``remove_shared()`` removes it.
+    """
+    if shared and number in _SHARED:
+        yield _SHARED[number]
+        return
     s = stage(number)
     started = time.monotonic()
     vm = boot_stage(ensure_stage_image(s), purpose=f"bench-{purpose}")
@@ -97,8 +109,23 @@ def stage_vm(number: int, purpose: str) -> Iterator[tuple[ContainerVM, Hub]]:
             hub.start()
         hub.wait_up()
         progress(purpose, f"stage {number:02d} VM {vm.name} up in {time.monotonic() - started:.0f} s")
+    except BaseException:
+        vm.remove()
+        raise
+    if shared:
+        _SHARED[number] = (vm, hub)
+        yield vm, hub
+        return
+    try:
         yield vm, hub
     finally:
+        vm.remove()
+
+
+def remove_shared() -> None:
+    """Remove the VMs that benchmarks shared."""
+    while _SHARED:
+        vm, _ = _SHARED.popitem()[1]
         vm.remove()
 
 
@@ -138,13 +165,14 @@ def host_facts() -> dict[str, object]:
 
 
 def vm_facts(vm: Machine) -> dict[str, object]:
-    """The test VM's Debian and the versions of the hub's parts it has (missing parts left out)."""
+    """The test VM's Debian and the versions of the hub's parts it has (missing parts left out); one command."""
+    script = "\n".join(f"printf '%s\\t%s\\n' {shlex.quote(part)} \"$( ({PROBES[part]}) 2>/dev/null | head -1)\""
+                       for part in VERSION_PARTS)  # fmt: skip
     found = {}
-    for part in VERSION_PARTS:
-        proc = vm.run(PROBES[part], check=False)
-        value = proc.stdout.strip()
-        if proc.returncode == 0 and value and "not found" not in value:
-            found[part] = value
+    for line in vm.output(script, timeout=120).splitlines():
+        part, _, value = line.partition("\t")
+        if value.strip():
+            found[part] = value.strip()
     return {"debian_release": releases.current(), "versions": found}
 
 

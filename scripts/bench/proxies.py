@@ -59,7 +59,7 @@ def ratios(a: list[float], b: list[float]) -> dict[str, object]:
 def run(rounds: int, budget: Budget) -> dict[str, object]:
     bench = "proxies"
     started = time.monotonic()
-    with stage_vm(5, bench) as (vm, hub):
+    with stage_vm(5, bench, shared=True) as (vm, hub):
         client, token = logged_in(hub, person(vm, "alice"))
         ensure_running(client, "alice")
         ip = vm.output("docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' jupyter-alice")

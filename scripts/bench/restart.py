@@ -51,7 +51,7 @@ def hub_back(client: HubClient, timeout: float = 120) -> float:
 def run(rounds: int, budget: Budget) -> dict[str, object]:
     bench = "hub-restart"
     started = time.monotonic()
-    with stage_vm(5, bench) as (vm, hub):
+    with stage_vm(5, bench, shared=True) as (vm, hub):
         client, token = logged_in(hub, person(vm, "alice"))
         ensure_running(client, "alice")
         back: list[float] = []

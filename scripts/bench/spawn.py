@@ -126,7 +126,8 @@ def build_before_image(vm: ContainerVM) -> None:
     """Build BEFORE_IMAGE in the VM: the book's image with rfc3987-syntax put back (its wheel from PyPI)."""
     WHEELS.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(REPO / ".venv" / "bin" / "pip"), "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "--disable-pip-version-check", "--dest", str(WHEELS), WHEEL], check=True)  # fmt: skip
+                    "--disable-pip-version-check", "--dest", str(WHEELS), WHEEL],
+                   check=True, capture_output=True)  # fmt: skip
     wheel = next(WHEELS.glob("rfc3987_syntax-*.whl")).name
     (WHEELS / "Dockerfile").write_text(
         f"FROM {IMAGE}\nUSER root\nCOPY {wheel} /tmp/\n"
@@ -146,6 +147,26 @@ class Variant:
     unit: str
 
 
+CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
+# Not in the book's files (yet): the spawner itself waits for the server's port, every 0.1 s, so
+# the hub's first look (its waits grow exponentially, with jitter) finds the server up.
+PORT_WAIT = """
+# hhw bench: the spawner waits for the server's port itself
+from dockerspawner import DockerSpawner
+from jupyterhub.utils import can_connect, exponential_backoff
+
+
+class PortWaitingSpawner(DockerSpawner):
+    async def start(self):
+        ip, port = await super().start()
+        await exponential_backoff(lambda: can_connect(ip, port), "the server's port never opened",
+                                  start_wait=0.1, scale_factor=1, max_wait=0.1, timeout=self.http_timeout)
+        return ip, port
+
+
+c.JupyterHub.spawner_class = PortWaitingSpawner
+"""
+
 # Stage 05's variants, each alternated with the book's own configuration on one VM.
 VARIANTS = (
     Variant("Traefik's default route delay (providersThrottleDuration 2 s)",
@@ -158,6 +179,10 @@ VARIANTS = (
             f"docker tag {IMAGE} local/lab:book && docker tag {BEFORE_IMAGE} {IMAGE}",
             f"docker tag local/lab:book {IMAGE}",
             ""),
+    Variant("a spawner that waits for the port (not in the book)",
+            f"cp -p {CONFIG} {CONFIG}.bench-saved && cat >> {CONFIG} <<'EOF'\n{PORT_WAIT}\nEOF",
+            f"mv {CONFIG}.bench-saved {CONFIG}",
+            "jupyterhub"),
 )  # fmt: skip
 BOOK = "the book's stage 05"
 
@@ -187,7 +212,7 @@ def run_docker(rounds: int, budget: Budget) -> dict[str, object]:
     """Stage 05: DockerSpawner behind Traefik under systemd, its floors, its breakdown, and the variants."""
     bench = "spawn-docker"
     started_bench = time.monotonic()
-    with stage_vm(5, bench) as (vm, hub):
+    with stage_vm(5, bench, shared=True) as (vm, hub):
         client, token = logged_in(hub, person(vm, "alice"))
         configs = [BOOK, *(v.name for v in VARIANTS)]
         spawns: dict[str, list[float]] = {c: [] for c in configs}
