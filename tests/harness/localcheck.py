@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,12 +129,15 @@ def test_target_local_passes_on_a_machine_built_by_the_book(request: pytest.Fixt
     if stage.serves_https:
         trust_in_system(machine, Path(request.getfixturevalue("root_ca")).read_text())
     try:
+        started = time.monotonic()
         install_checks(machine)
+        installed = time.monotonic()
         run = run_checks(machine, stage, env=env)
+        seconds = {"install": round(installed - started, 1), "run": round(time.monotonic() - installed, 1)}
     finally:
         if stage.serves_https:
             distrust_in_system(machine)
-    record(f"target-local-{stage.number:02d}", {o.outcome: run.count(o.outcome) for o in run.outcomes})
+    record(f"target-local-{stage.number:02d}", {**{o.outcome: run.count(o.outcome) for o in run.outcomes}, **seconds})
     bad = [f"{o.name}: {o.message}" for o in run.outcomes if o.outcome in ("failed", "error")]
     assert not bad and run.exit_code == 0, f"{run.summary()}:\n" + "\n".join(bad) + "\n\n" + run.output[-4000:]
     assert run.count("passed") >= 3, f"too little ran: {run.summary()}\n{run.output[-3000:]}"
