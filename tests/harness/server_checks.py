@@ -95,7 +95,12 @@ def units_of(stage: Stage) -> list[str]:
     units = ["hub-firewall"] if stage.latest("hub-firewall.service") else []
     units += ["docker"] if uses_docker(stage) else []
     units += [u for u in ("traefik", "jupyterhub") if stage.latest(f"{u}.service")]
+    units += ["prometheus"] if scrapes_metrics(stage) else []
     return units
+
+
+def scrapes_metrics(stage: Stage) -> bool:
+    return stage.latest("prometheus.yml") is not None
 
 
 # -- the hub's pages ------------------------------------------------------------------
@@ -210,6 +215,7 @@ UNIT_SECTIONS = {
     "docker": section("03", "Install Docker Engine"),
     "traefik": section("05", "The units"),
     "jupyterhub": section("05", "The units"),
+    "prometheus": section("10", "Prometheus, on loopback, with the hub's token"),
 }
 
 
@@ -341,6 +347,33 @@ def traefik_reads_the_routes(request: pytest.FixtureRequest) -> None:
             fault(f"Traefik (user traefik) cannot read {path} ({found}), so it serves no route to anybody: run "
                   f"`chgrp traefik {path}` and `chmod {'2750' if path == ROUTES else '0640'} {path}` "
                   f"({TRAEFIK_05}).")  # fmt: skip
+
+
+PROMETHEUS_UP = r"""
+import json, sys, urllib.parse, urllib.request
+query = urllib.parse.urlencode({"query": 'up{job="jupyterhub"}'})
+result = json.load(urllib.request.urlopen(f"http://127.0.0.1:9090/api/v1/query?{query}", timeout=5))["data"]["result"]
+print(result[0]["value"][1] if result else "no target")
+"""
+
+
+@check(applies=scrapes_metrics)
+def prometheus_scrapes_the_hub(request: pytest.FixtureRequest) -> None:
+    """Prometheus listens on loopback only and its last scrape of the hub's /hub/metrics succeeded."""
+    machine = request.getfixturevalue("machine")
+    where = UNIT_SECTIONS["prometheus"]
+    listening = [line.split()[3] for line in machine.output("ss -Hltn 'sport = :9090'", check=False).splitlines()]
+    if not listening:
+        fault(f"Nothing listens on port 9090: is prometheus.service running? ({where}).")
+    if not all(a.startswith(("127.", "[::1]")) for a in listening):
+        fault(f"Prometheus listens on {', '.join(listening)}, not on loopback only, and its pages have no login: "
+              f"see the drop-in /etc/systemd/system/prometheus.service.d/jupyterhub.conf ({where}).")  # fmt: skip
+    up = machine.output("python3 -", input=PROMETHEUS_UP, check=False)
+    if up != "1":
+        log = machine.output("journalctl -u prometheus --no-pager -n 20", check=False)
+        fault(f"Prometheus' last scrape of the hub failed (up = {up or 'no answer'}): its copy of the token, "
+              f"/etc/prometheus/jupyterhub_token, may be stale; http://127.0.0.1:9090/targets says why ({where}).",
+              log)  # fmt: skip
 
 
 # -- HTTPS on the public name ---------------------------------------------------------
