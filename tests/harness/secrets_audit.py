@@ -123,11 +123,12 @@ def slug(kind: str) -> str:
 # Leaks that are upstream's, each with the reason it is tolerated: (kind, pattern of the masked line, why).
 KNOWN_LEAKS = (
     ("test: OAuth code",
-     r"JupyterHub web:\d+\] (4\d\d|Uncaught exception) GET /hub/oauth_callback\?code=\[test: OAuth code\]",
+     r"JupyterHub web:\d+\] (4\d\d|Uncaught exception) GET /hub/oauth_callback\?code=\[test: OAuth code\]"
+     r"|HTTPServerRequest\(.*uri='/hub/oauth_callback\?code=\[test: OAuth code\]",
      "Tornado logs the request line of a refused or failed OAuth callback (400: a forged or missing state; "
-     "403: a wrong client secret; an uncaught exception: the provider unreachable) unmasked, where "
-     "JupyterHub's own request log masks code= and state=; only the holder of the client secret can "
-     "exchange the code, once, within minutes"),
+     "403: a wrong client secret; 500: an uncaught exception in the callback, its request repeated on the "
+     "next line) unmasked, where JupyterHub's own request log masks code= and state=; only the holder of "
+     "the client secret can exchange the code, once, within minutes"),
 )  # fmt: skip
 
 # Run on the machine: for each kind file in the work directory, the lines of .log that hold one of its values,
