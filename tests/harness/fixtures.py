@@ -33,6 +33,7 @@ from .machine import (
 )
 from .oidc import OIDCProvider
 from .results import record
+from .secrets_audit import remember_secret
 from .server_checks import checks_for
 from .stages import Stage, stage_of
 from .waits import WaitTimeout, wait_for
@@ -464,6 +465,9 @@ class Person:
     name: str
     password: str
     login: str = ""
+
+    def __post_init__(self) -> None:
+        remember_secret("password", self.password)  # the last test of each stage looks for it in every log
 
 
 def set_password(machine: Machine, name: str) -> Person:
