@@ -73,19 +73,12 @@ DERIVED: dict[str, Callable[[], object]] = {
     "users_per_gib": lambda: round(1024 / _concurrency_first_level()["server_memory_mib"]["summary"]["p50"], 1),
     # Bare server starts one core can do per minute (CPU seconds of one start).
     "starts_per_core_minute": lambda: round(60 / results("concurrency")["bare_server_cpu_seconds"]["summary"]["p50"]),
+    # The first level where some user got no server (0: none failed).
+    "first_failing_level": lambda: min((lv["users"] for lv in results("concurrency")["levels"] if lv["failed"]),
+                                       default=0),
     # The largest level where every user got a server.
     "largest_all_ready": lambda: max((lv["users"] for lv in results("concurrency")["levels"]
                                       if lv["failed"] == 0), default=0),  # fmt: skip
-    # How much sooner the book's image starts than the image before the change (p50, seconds).
-    "image_saving_p50": lambda: round(
-        results("spawn-docker")["configurations"][BEFORE]["summary"]["p50"]
-        - results("spawn-docker")["configurations"][BOOK]["summary"]["p50"], 2),
-    "route_delay_saving_p50": lambda: round(
-        results("spawn-docker")["configurations"][TRAEFIK_2S]["summary"]["p50"]
-        - results("spawn-docker")["configurations"][BOOK]["summary"]["p50"], 2),
-    "port_wait_saving_p50": lambda: round(
-        results("spawn-docker")["configurations"][BOOK]["summary"]["p50"]
-        - results("spawn-docker")["configurations"][PORT_WAIT]["summary"]["p50"], 2),
     "restart_failed_total": lambda: sum(results("hub-restart")["requests_failed"]),
     "restart_sent_total": lambda: sum(results("hub-restart")["requests_sent"]),
 }  # fmt: skip
@@ -143,6 +136,8 @@ def concurrency_rows() -> tuple[list[str], list[list[str]]]:
     for lv in results("concurrency")["levels"]:
         s = lv["seconds_to_ready"]["summary"]
         errors = "; ".join(f"{n} x {msg}" for msg, n in lv["errors"].items()) or "none"
+        cause = next((e for e in lv.get("hub_errors", []) if "giving up" in e or "failed" in e.lower()), "")
+        errors += f" (the hub's log: {cause})" if cause and lv["errors"] else ""
         seconds = [f"{fmt(v)}{NBSP}s" for v in (s.get("p50", ""), s.get("p95", ""), s.get("max", ""),
                                                 lv["cpu_limit_seconds"])]  # fmt: skip
         rows.append([str(lv["users"]), str(lv["ready"]), *seconds,
