@@ -155,7 +155,7 @@ def proxies_rows() -> tuple[list[str], list[list[str]]]:
     r = results("proxies")
     head = ["", "Traefik p50", "Traefik p95", "CHP p50", "CHP p95", "CHP / Traefik p50 (min-max)", "difference?"]
     rows = []
-    for key, ratio in r["chp_over_traefik"].items():
+    for key, ratio in sorted(r["chp_over_traefik"].items(), key=lambda kv: list(LABELS).index(kv[0])):
         t, c, q = r["proxies"]["traefik"][key]["summary"], r["proxies"]["chp"][key]["summary"], ratio["summary"]
         verdict = ("CHP slower" if q["min"] > 1 else "CHP faster") if ratio["differs"] else "none measured"
         ms = [f"{fmt(v)}{NBSP}ms" for v in (t["p50"], t["p95"], c["p50"], c["p95"])]
@@ -168,13 +168,14 @@ def restart_rows() -> tuple[list[str], list[list[str]]]:
     s = r["hub_back_seconds"]["summary"]
     sent, failed = sum(r["requests_sent"]), sum(r["requests_failed"])
     return (["", "p50", "p95", "max", "rounds"],
-            [_row("hub back after `systemctl restart jupyterhub`", s),
+            [_row("hub back after systemctl restart jupyterhub", s),
              ["requests to alice's server during the restarts: sent / failed", f"{sent} / {failed}", "", "",
               str(len(r["requests_sent"]))]])  # fmt: skip
 
 
 def book_rows() -> tuple[list[str], list[list[str]]]:
-    return HEAD, [_row("strict book build", results("book-build")["seconds"]["summary"])]
+    r = results("book-build")
+    return HEAD, [_row(r["command"], r["seconds"]["summary"])]
 
 
 TABLES: dict[str, Callable[[], tuple[list[str], list[list[str]]]]] = {
@@ -283,7 +284,7 @@ def concurrency_figure(plt) -> object:
 
 def proxies_figure(plt) -> object:
     r = results("proxies")
-    keys = list(r["chp_over_traefik"])
+    keys = sorted(r["chp_over_traefik"], key=list(LABELS).index)
     fig, axes = plt.subplots(1, len(keys), figsize=(2.0 * len(keys) + 1, 3.2))
     for ax, key in zip(axes, keys, strict=True):
         stats = [r["proxies"][p][key]["summary"] for p in ("traefik", "chp")]
