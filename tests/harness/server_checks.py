@@ -368,7 +368,11 @@ def prometheus_scrapes_the_hub(request: pytest.FixtureRequest) -> None:
     if not all(a.startswith(("127.", "[::1]")) for a in listening):
         fault(f"Prometheus listens on {', '.join(listening)}, not on loopback only, and its pages have no login: "
               f"see the drop-in /etc/systemd/system/prometheus.service.d/jupyterhub.conf ({where}).")  # fmt: skip
+    deadline = time.monotonic() + 45  # a hub that just started: wait for the next scrape or two
     up = machine.output("python3 -", input=PROMETHEUS_UP, check=False)
+    while up != "1" and time.monotonic() < deadline:
+        time.sleep(3)
+        up = machine.output("python3 -", input=PROMETHEUS_UP, check=False)
     if up != "1":
         log = machine.output("journalctl -u prometheus --no-pager -n 20", check=False)
         fault(f"Prometheus' last scrape of the hub failed (up = {up or 'no answer'}): its copy of the token, "
