@@ -156,8 +156,14 @@ def a_user_logs_in_and_starts_a_server(request: pytest.FixtureRequest) -> None:
               f"the route is missing or points where the server is not ({ROUTES_04}).",
               f"{exc}\n\n{_last_pages(client)}")  # fmt: skip
     finally:
-        if not was_running:
+        if not was_running:  # leave it as found: stopped, and done stopping (the next start must not wait)
             client.request("DELETE", f"/hub/api/users/{person.name}/server", headers=headers)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                model = client.get(f"/hub/api/users/{person.name}", headers=headers)
+                if model.status_code != 200 or "" not in model.json().get("servers", {}):
+                    break
+                time.sleep(1)
 
 
 def _message(r: requests.Response) -> str:
