@@ -57,7 +57,7 @@ def test_hsts_header(hub):
 def test_login_spawn_and_server_over_https(hub, people):
     alice = people["alice"]
     client = hub.session(alice)
-    client.start_server(alice.name, data={"image": "JupyterLab"})
+    client.ensure_server(alice.name, data={"image": "JupyterLab"})  # the --target local proof may have started it
     assert client.server_api(alice.name, "status").status_code == 200
     assert one_plus_one(client, alice.name) == "2", "code does not run: does the WebSocket pass over wss://?"
     cookie = next(c for c in client.session.cookies if c.name == "jupyterhub-hub-login")
