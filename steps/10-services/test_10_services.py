@@ -22,6 +22,7 @@ from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import ContainerVM, Machine
+from tests.harness.ports import listeners
 from tests.harness.results import record
 from tests.harness.secrets_audit import assert_no_leaks, remember_secret, secret_file_problems
 from tests.harness.server_checks import test_your_server  # noqa: F401  (the checks of your own server)
@@ -283,12 +284,11 @@ def test_prometheus_listens_on_loopback_only_and_has_its_token(machine):
     """prometheus.service is enabled and running, on 127.0.0.1:9090 only; its copy of the token is its own."""
     assert machine.output("systemctl is-enabled prometheus") == "enabled"
     assert machine.output("systemctl is-active prometheus") == "active"
-    listening = [line.split()[3] for line in machine.output("ss -Hltn 'sport = :9090'").splitlines()]
-    assert listening == ["127.0.0.1:9090"], listening
+    assert listeners(machine, 9090) == ["127.0.0.1:9090"]
     assert machine.output(f"stat -c '%a %U %G' {PROMETHEUS_TOKEN}") == "600 prometheus prometheus"
     assert machine.output(f"cmp -s {PROMETHEUS_TOKEN} {SECRETS}/prometheus_token && echo same") == "same"
     # Port 9100 (the node exporter Debian recommends) stays closed.
-    assert machine.output("ss -Hltn 'sport = :9100'") == ""
+    assert listeners(machine, 9100) == []
 
 
 @pytest.mark.fault

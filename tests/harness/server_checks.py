@@ -24,6 +24,7 @@ import requests
 
 from .acme import tls_handshake
 from .doctor import fault, section
+from .ports import listeners
 from .stages import Stage
 
 CONFIG = "/etc/jupyterhub/jupyterhub_config.py"
@@ -76,6 +77,12 @@ def check(applies: Callable[[Stage], bool] = lambda stage: True):
 def checks_for(stage: Stage) -> list[Check]:
     """The checks of ``stage``, in the order a reader would want them."""
     return [c for c in CHECKS if c.applies(stage)]
+
+
+def on_machine(request: pytest.FixtureRequest):
+    """The machine, once its hub is up (on a test VM the hub fixture starts it; checks on the machine need it)."""
+    request.getfixturevalue("hub")
+    return request.getfixturevalue("machine")
 
 
 def uses_docker(stage: Stage) -> bool:
@@ -203,7 +210,7 @@ def _last_pages(client) -> str:
 @check(applies=lambda stage: bool(units_of(stage)))
 def units_are_enabled_and_running(request: pytest.FixtureRequest) -> None:
     """Every unit the book installs starts at boot and runs now."""
-    machine, stage = request.getfixturevalue("machine"), request.getfixturevalue("stage")
+    machine, stage = on_machine(request), request.getfixturevalue("stage")
     for unit in units_of(stage):
         enabled = machine.output(f"systemctl is-enabled {unit}.service", check=False)
         if enabled != "enabled":
@@ -232,7 +239,7 @@ def _unit_section(unit: str):
 @check(applies=lambda stage: stage.number >= 2)
 def secret_files_are_private(request: pytest.FixtureRequest) -> None:
     """The hub's secrets (and Traefik's certificates) only their owner can read."""
-    machine, stage = request.getfixturevalue("machine"), request.getfixturevalue("stage")
+    machine, stage = on_machine(request), request.getfixturevalue("stage")
     files = [SECRETS] + machine.output(f"find {SECRETS} -mindepth 1 -maxdepth 1", check=False).split()
     if stage.serves_https:
         files.append(ACME_JSON)
@@ -250,8 +257,8 @@ def secret_files_are_private(request: pytest.FixtureRequest) -> None:
 @check(applies=uses_docker)
 def users_containers_reach_the_hub(request: pytest.FixtureRequest) -> None:
     """The hub's API listens where users' containers reach it (hub_ip), and answers there."""
-    machine = request.getfixturevalue("machine")
-    listening = [line.split()[3] for line in machine.output("ss -Hltn 'sport = :8081'", check=False).splitlines()]
+    machine = on_machine(request)
+    listening = listeners(machine, 8081)
     if not listening:
         fault(f"Nothing listens on port 8081, the hub's API: is the hub running? ({CONFIG_03}).")
     if all(a.startswith(("127.", "[::1]")) for a in listening):
@@ -271,7 +278,7 @@ ALLOWED_IMAGES = re.compile(r"allowed_images\s*=\s*\{(?P<body>.*?)\}", re.S)
 @check(applies=uses_docker)
 def every_allowed_image_is_built(request: pytest.FixtureRequest) -> None:
     """Each image the spawn form offers (allowed_images) is on this machine (nothing is ever pulled)."""
-    machine = request.getfixturevalue("machine")
+    machine = on_machine(request)
     config = machine.output(f"cat {CONFIG}")
     m = ALLOWED_IMAGES.search(config)
     images = re.findall(r':\s*"([^"]+)"', m["body"]) if m else []
@@ -287,7 +294,7 @@ def every_allowed_image_is_built(request: pytest.FixtureRequest) -> None:
 @check(applies=lambda stage: True)
 def an_allow_rule_lets_people_in(request: pytest.FixtureRequest) -> None:
     """The hub's current run found an allow rule (without one, JupyterHub 5+ lets nobody in)."""
-    machine = request.getfixturevalue("machine")
+    machine = on_machine(request)
     invocation = machine.output("systemctl show -p InvocationID --value jupyterhub", check=False)
     if not invocation:
         fault(f"jupyterhub.service is not running, so its log cannot be read ({START_01}).")
@@ -326,7 +333,7 @@ def http_status(machine, url: str, user: str = "", password_file: str = "") -> s
 @check(applies=uses_traefik)
 def traefik_api_takes_the_hubs_password(request: pytest.FixtureRequest) -> None:
     """Traefik's API accepts the password the hub has (the password never leaves the machine)."""
-    machine = request.getfixturevalue("machine")
+    machine = on_machine(request)
     m = re.search(r'traefik_api_username\s*=\s*"([^"]+)"', machine.output(f"cat {CONFIG}"))
     user = m.group(1) if m else "jupyterhub"
     env_file = f"{SECRETS}/jupyterhub.env"
@@ -345,7 +352,7 @@ def traefik_api_takes_the_hubs_password(request: pytest.FixtureRequest) -> None:
 @check(applies=has_units)
 def traefik_reads_the_routes(request: pytest.FixtureRequest) -> None:
     """The user traefik can read the routes the hub writes."""
-    machine = request.getfixturevalue("machine")
+    machine = on_machine(request)
     for path in (ROUTES, f"{ROUTES}/rules.toml"):
         test = "-d {0} -a -x {0} -a -r {0}" if path == ROUTES else "-r {0}"
         if machine.run(f"runuser -u traefik -- test {test.format(path)}", check=False).returncode != 0:
@@ -366,9 +373,9 @@ print(result[0]["value"][1] if result else "no target")
 @check(applies=scrapes_metrics)
 def prometheus_scrapes_the_hub(request: pytest.FixtureRequest) -> None:
     """Prometheus listens on loopback only and its last scrape of the hub's /hub/metrics succeeded."""
-    machine = request.getfixturevalue("machine")
+    machine = on_machine(request)
     where = UNIT_SECTIONS["prometheus"]
-    listening = [line.split()[3] for line in machine.output("ss -Hltn 'sport = :9090'", check=False).splitlines()]
+    listening = listeners(machine, 9090)
     if not listening:
         fault(f"Nothing listens on port 9090: is prometheus.service running? ({where}).")
     if not all(a.startswith(("127.", "[::1]")) for a in listening):
