@@ -16,7 +16,7 @@ import time
 
 from . import releases
 from .machine import VM_INSTALL_ENV, ContainerVM, create_volume, docker, volume_is_empty
-from .stages import REPO, Stage, all_stages, stages_up_to
+from .stages import REPO, Stage, stages_up_to
 
 STAGE_REPO = "hhw/stage"
 # Bump when the way stages are provisioned (not their files) changes.
@@ -80,7 +80,8 @@ def stage_tag(stage: Stage) -> str:
 
 
 def previous(stage: Stage) -> Stage | None:
-    earlier = [s for s in all_stages() if s.number < stage.number]
+    """The stage whose image this one is built on (none for a cluster stage: it starts from the base image)."""
+    earlier = stages_up_to(stage)[:-1]
     return earlier[-1] if earlier else None
 
 

@@ -46,6 +46,15 @@ class Stage:
         return None
 
     @property
+    def is_cluster(self) -> bool:
+        """True for a stage that runs on several machines (12 Slurm, 13 Swarm): it has an install-node.sh.
+
+        Its VMs boot from the base image and are provisioned by its own scripts; it is a side branch,
+        so the single-machine stages after it (14 on) do not go through it.
+        """
+        return (self.path / "install-node.sh").is_file()
+
+    @property
     def serves_https(self) -> bool:
         """True from the stage on that serves the hub over HTTPS on its public name (stage 06)."""
         config = self.latest("jupyterhub_config.py")
@@ -98,5 +107,11 @@ def stage_of(path: Path) -> Stage:
 
 
 def stages_up_to(stage: Stage) -> list[Stage]:
-    """The stages a VM goes through to reach ``stage``, in order, ``stage`` last."""
-    return [s for s in all_stages() if s.number <= stage.number]
+    """The stages a VM goes through to reach ``stage``, in order, ``stage`` last.
+
+    A cluster stage (12, 13) starts from the base image, so it goes through itself only; a
+    single-machine stage goes through every earlier single-machine stage and no cluster stage.
+    """
+    if stage.is_cluster:
+        return [stage]
+    return [s for s in all_stages() if s.number <= stage.number and not s.is_cluster]
