@@ -19,6 +19,7 @@ import requests
 
 from . import browser, releases, users
 from .acme import PublicName, pebble_root, point_traefik_at_pebble
+from .cluster import Cluster, running_cluster
 from .doctor import fault, section
 from .github import GitHubStandIn, default_accounts
 from .hubclient import HubClient
@@ -169,12 +170,25 @@ def machine(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Machine]:
         return
     if subprocess.run(["docker", "info"], check=False, capture_output=True).returncode != 0:
         pytest.fail("no Docker Engine answers 'docker info': run scripts/setup-host.sh (make test does)")
+    if stage.is_cluster:
+        # Several machines: the hub's is the machine under test; the others are in the `cluster` fixture.
+        yield request.getfixturevalue("cluster").hub
+        return
     vm = boot_stage(ensure_stage_image(stage), purpose=f"stage{stage.number:02d}")
     try:
         yield vm
     finally:
         if not request.config.getoption("--keep-vm"):
             vm.remove()
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Cluster]:
+    """The machines of a cluster stage (tests/harness/cluster.py), booted from their saved images."""
+    if mode(request.config) != "container" or not stage.is_cluster:
+        pytest.skip("needs the test VMs of a cluster stage (a hub machine and workers)")
+    with running_cluster(stage, request.module, keep=request.config.getoption("--keep-vm")) as found:
+        yield found
 
 
 @dataclass
@@ -574,7 +588,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if isinstance(hub_obj, Hub):
             for i, client in enumerate(hub_obj.clients):
                 report.sections.append((f"client {i}: last pages seen", client.report()))
-        if isinstance(machine_obj, Machine):
+        cluster_obj = funcargs.get("cluster") or next((v for v in funcargs.values() if isinstance(v, Cluster)), None)
+        if isinstance(cluster_obj, Cluster):
+            report.sections.append(("every machine: units and logs", cluster_obj.diagnostics()))
+        elif isinstance(machine_obj, Machine):
             units = (hub_obj.unit,) if isinstance(hub_obj, Hub) else ("jupyterhub",)
             report.sections.append((f"{machine_obj.name}: units and logs", machine_obj.diagnostics(units)))
     return report

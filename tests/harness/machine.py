@@ -178,20 +178,28 @@ class ContainerVM(Machine):
     tunnels: dict[int, Tunnel] = field(default_factory=dict)  # VM port -> SSH tunnel to its loopback
 
     @classmethod
-    def boot(cls, image: str, *, purpose: str = "test", docker_data: str | None = None) -> ContainerVM:
+    def boot(cls, image: str, *, purpose: str = "test", docker_data: str | None = None,
+             hostname: str = "hub", network: str | None = None,
+             mounts: tuple[str, ...] = ()) -> ContainerVM:  # fmt: skip
         """Start a VM from ``image`` and wait until systemd says the system is up.
 
         The VM's /var/lib/docker is a fresh named volume (Docker inside needs a real
         filesystem for overlay2), filled with a copy of ``docker_data`` when given.
+        On a ``network`` (several machines), the VM's ``hostname`` is also its name there;
+        ``mounts`` are extra ``VOLUME:/path`` (e.g. homes shared by every machine).
         """
         name = f"hhw-{purpose}-{SESSION}-{uuid.uuid4().hex[:6]}"
         volume = f"{name}-docker"
         create_volume(volume, copy_of=docker_data)
-        args = ["run", "-d", "--name", name, "--hostname", "hub", *SYSTEMD_FLAGS,
+        args = ["run", "-d", "--name", name, "--hostname", hostname, *SYSTEMD_FLAGS,
                 "--label", f"{LABEL}={SESSION}", "--label", f"{OWNER_LABEL}={owner()}"]  # fmt: skip
+        if network:
+            args += ["--network", network, "--network-alias", hostname]
         for port in VM_PORTS:
             args += ["-p", f"127.0.0.1::{port}"]
         args += ["-v", f"{volume}:/var/lib/docker"]
+        for mount in mounts:
+            args += ["-v", mount]
         vm = cls(name=name, image=image, volumes=[volume])
         try:
             docker(*args, image)
@@ -306,12 +314,16 @@ def remove_session_containers() -> None:
     volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
     if volumes:
         docker("volume", "rm", "-f", *volumes, check=False, timeout=300)
+    networks = docker("network", "ls", "-q", "--filter", f"label={LABEL}={SESSION}", check=False).stdout.split()
+    if networks:
+        docker("network", "rm", *networks, check=False, timeout=120)
 
 
 def remove_stale_containers() -> None:
     """Remove test VMs and volumes left by test runs whose process is gone (killed, crashed)."""
     owner = '{{.Label "' + OWNER_LABEL + '"}}'
-    for kind, ls, name in (("container", ["ps", "-a"], "{{.Names}}"), ("volume", ["volume", "ls"], "{{.Name}}")):
+    for kind, ls, name in (("container", ["ps", "-a"], "{{.Names}}"), ("volume", ["volume", "ls"], "{{.Name}}"),
+                           ("network", ["network", "ls"], "{{.Name}}")):  # fmt: skip
         out = docker(*ls, "--filter", f"label={LABEL}", "--format", f"{name} {owner}", check=False).stdout
         stale = []
         for line in out.splitlines():
@@ -320,5 +332,7 @@ def remove_stale_containers() -> None:
                 stale.append(found)
         if stale and kind == "container":
             docker("rm", "-f", "-v", *stale, check=False, timeout=300)
-        elif stale:
+        elif stale and kind == "volume":
             docker("volume", "rm", "-f", *stale, check=False, timeout=300)
+        elif stale:
+            docker("network", "rm", *stale, check=False, timeout=120)
