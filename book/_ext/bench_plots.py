@@ -68,6 +68,11 @@ def _concurrency_first_level() -> dict:
     return results("concurrency")["levels"][0]
 
 
+def _irreducible() -> float:
+    parts = results("spawn-docker")["configurations"]["the book's stage 05"]["breakdown_p50"]
+    return sum(v for k, v in parts.items() if not k.startswith(("hub polls", "proxy route")))
+
+
 DERIVED: dict[str, Callable[[], object]] = {
     # One user's server in memory (MiB, p50 of the first level) -> servers per GiB of RAM.
     "users_per_gib": lambda: round(1024 / _concurrency_first_level()["server_memory_mib"]["summary"]["p50"], 1),
@@ -79,6 +84,11 @@ DERIVED: dict[str, Callable[[], object]] = {
     # The largest level where every user got a server.
     "largest_all_ready": lambda: max((lv["users"] for lv in results("concurrency")["levels"]
                                       if lv["failed"] == 0), default=0),  # fmt: skip
+    # The parts of a DockerSpawner start (book's stage 05, p50) that are neither the hub's polling nor the
+    # proxy's route: what remains with both at zero, in seconds and as a ratio to the bare server.
+    "spawn_irreducible_seconds": lambda: round(_irreducible(), 2),
+    "spawn_irreducible_ratio": lambda: round(
+        _irreducible() / results("spawn-docker")["floors"]["bare server"]["summary"]["p50"], 2),
     "restart_failed_total": lambda: sum(results("hub-restart")["requests_failed"]),
     "restart_sent_total": lambda: sum(results("hub-restart")["requests_sent"]),
 }  # fmt: skip
