@@ -90,7 +90,15 @@ def uses_docker(stage: Stage) -> bool:
 
 
 def uses_traefik(stage: Stage) -> bool:
-    return stage.number >= 4
+    return stage.number >= 4 and not stage.is_cluster  # the cluster stages' hubs start their own proxy
+
+
+def containers_on_docker0(stage: Stage) -> bool:
+    """Users' containers on the hub machine's docker0, built there and chosen from allowed_images (03-11).
+
+    Not stage 13 (Swarm): its servers run on workers and reach a hub in a container on an overlay
+    network, and there is one image, no choice."""
+    return uses_docker(stage) and not stage.is_cluster
 
 
 def has_units(stage: Stage) -> bool:
@@ -254,7 +262,7 @@ def secret_files_are_private(request: pytest.FixtureRequest) -> None:
             fault(f"{path} can be read by others than {owner} (mode {mode}): run `{fix} {path}` ({where}).")
 
 
-@check(applies=uses_docker)
+@check(applies=containers_on_docker0)
 def users_containers_reach_the_hub(request: pytest.FixtureRequest) -> None:
     """The hub's API listens where users' containers reach it (hub_ip), and answers there."""
     machine = on_machine(request)
@@ -275,7 +283,7 @@ def users_containers_reach_the_hub(request: pytest.FixtureRequest) -> None:
 ALLOWED_IMAGES = re.compile(r"allowed_images\s*=\s*\{(?P<body>.*?)\}", re.S)
 
 
-@check(applies=uses_docker)
+@check(applies=containers_on_docker0)
 def every_allowed_image_is_built(request: pytest.FixtureRequest) -> None:
     """Each image the spawn form offers (allowed_images) is on this machine (nothing is ever pulled)."""
     machine = on_machine(request)
@@ -349,7 +357,7 @@ def traefik_api_takes_the_hubs_password(request: pytest.FixtureRequest) -> None:
         fault(f"Traefik's API on 127.0.0.1:8099 does not answer ({code}): is traefik running? ({where}).")
 
 
-@check(applies=has_units)
+@check(applies=lambda stage: has_units(stage) and uses_traefik(stage))
 def traefik_reads_the_routes(request: pytest.FixtureRequest) -> None:
     """The user traefik can read the routes the hub writes."""
     machine = on_machine(request)
