@@ -13,11 +13,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from tests.harness import browser, localcheck
+from tests.harness import browser
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.hubclient import HubClient
 from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
@@ -382,21 +381,6 @@ def test_a_stale_token_copy_turns_the_hub_target_down(machine):
 
 
 # -- tokens for scripts -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def scripts(request, machine) -> Iterator[Machine]:
-    """Where the scripts reach the hub by its name, https://hub.example.org, as on a reader's machine: on a
-    test VM the name points at the VM itself and Pebble's root is trusted (DNS and Let's Encrypt elsewhere)."""
-    if not isinstance(machine, ContainerVM):
-        pytest.skip("runs the scripts against the test VM's hub; on your own server run hub-servers yourself")
-    localcheck.trust_in_system(machine, Path(request.getfixturevalue("root_ca")).read_text())
-    machine.run("cp /etc/hosts /root/hosts.hhw-saved && echo '127.0.0.1 hub.example.org' >> /etc/hosts")
-    try:
-        yield machine
-    finally:
-        machine.run("cat /root/hosts.hhw-saved > /etc/hosts", check=False)
-        localcheck.distrust_in_system(machine)
 
 
 def test_the_monitoring_script_lists_the_running_servers(hub, people, admin, scripts):

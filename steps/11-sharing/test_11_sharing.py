@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -39,6 +40,9 @@ CACHE_SECONDS = 10  # --HubOAuth.cache_max_age in jupyterhub_config.py
 NO_SHARES_SCOPE = "Action is not authorized with current scopes; requires any of [shares]"
 NO_LIST_USERS = "Action is not authorized with current scopes; requires any of [list:users]"
 NOT_FOUND = "No access to resources or resources not found"
+SHARED_WITH_BOB = "bob may now open alice's server (access:servers!server=alice/)."
+REVOKED_BOB = "bob may no longer open alice's server (an open session ends within the server's cache time)."
+STAGE_DIR = "/root/hhw/steps/11-sharing"  # the reader's copy of the step on the test VM (Stage.vm_dir)
 HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
 
 
@@ -119,6 +123,12 @@ def shared_with(client: HubClient, token: str, owner: str) -> list[str]:
     return sorted(s["user"]["name"] for s in r.json()["items"] if s["user"])
 
 
+def share_py(scripts, token: str, *args: str, check: bool = True):
+    """``python3 share.py ARGS`` as the chapter runs it on alice's computer (here: the test VM, by the hub's name)."""
+    return scripts.run(f"python3 share.py {shlex.join(args)}", cwd=STAGE_DIR, check=check,
+                       env={"HUB_URL": "https://hub.example.org", "HUB_TOKEN": token})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def alice_shares(hub, classroom, admin) -> Iterator[tuple[HubClient, str]]:
     """alice has a server; bob has logged in once (the hub knows his name); alice's token, sharing nothing."""
@@ -133,14 +143,20 @@ def alice_shares(hub, classroom, admin) -> Iterator[tuple[HubClient, str]]:
 # -- sharing ---------------------------------------------------------------------------------
 
 
-def test_bob_opens_alices_server_shared_with_him_and_runs_code(hub, classroom, alice_shares):
-    """alice shares her server with bob by name (the REST API, her own token); bob opens it (Authorize, once)
+def test_bob_opens_alices_server_shared_with_him_and_runs_code(hub, classroom, alice_shares, scripts):
+    """alice shares her server with bob by name (share.py, her own token); bob opens it (Authorize, once)
     and runs code in a kernel of hers; both see the share in the API."""
     alice, token = alice_shares
-    answer = share(alice, token, "alice", user="bob")
+    said = share_py(scripts, token, "with", "bob").stdout.strip()
+    record("share-py-with", {"output": said})
+    assert said == SHARED_WITH_BOB
+    answer = alice.api("GET", "/shares/alice/", token).json()["items"][0]
     assert answer["scopes"] == ["access:servers!server=alice/"]
     assert answer["user"] == {"name": "bob"} and answer["kind"] == "user"
     assert shared_with(alice, token, "alice") == ["bob"]
+    listed = share_py(scripts, token, "list").stdout.strip().splitlines()
+    record("share-py-list", {"output": listed})
+    assert listed[0].startswith("user bob, since ") and listed[-1] == "alice's server is shared with 1.", listed
     bob = hub.session(classroom["bob"])
     first = bob.get("/user/alice/lab")
     assert "/hub/api/oauth2/authorize" in first.url and "Authorize access" in first.text, first.url
@@ -173,13 +189,14 @@ def test_a_share_code_lets_a_colleague_in(hub, classroom, alice_shares, request)
     """alice makes a share code; carol opens its accept URL (the hub's page "Accept sharing invitation",
     screenshot), accepts, and is in alice's server; alice sees carol among those it is shared with."""
     alice, token = alice_shares
-    r = alice.api("POST", "/share-codes/alice/", token, json={"expires_in": 3600})
-    assert r.status_code == 200, r.text[:300]
-    code = r.json()
-    remember_secret("share code", code["code"])
-    assert code["accept_url"].startswith("/hub/accept-share?code=")
+    link, said = share_py(request.getfixturevalue("scripts"), token, "code", "3600").stdout.strip().splitlines()
+    accept_url = link.removeprefix("https://hub.example.org")
+    remember_secret("share code", accept_url.rsplit("=", 1)[1])
+    assert accept_url.startswith("/hub/accept-share?code="), link
+    record("share-py-code", {"output": [link.split("=", 1)[0] + "=...", said]})
+    assert said.startswith("Anybody logged in who opens that link may open alice's server; the link expires 20")
     carol = hub.session(classroom["carol"])
-    page = carol.get(code["accept_url"])
+    page = carol.get(accept_url)
     assert page.status_code == 200 and "Accept sharing invitation" in page.text
     fields = [(name, html.unescape(value)) for name, value in HIDDEN.findall(page.text)]
     r = carol.post("/hub/accept-share", data=fields)
@@ -212,7 +229,7 @@ def screenshot_accept_page(hub, public, person: Person, accept_url: str, request
         browser.save(pw_page, "11-accept-share", update_book=request.config.getoption("--update-screenshots"))
 
 
-def test_after_revocation_bob_is_refused(hub, classroom, alice_shares):
+def test_after_revocation_bob_is_refused(hub, classroom, alice_shares, scripts):
     """alice revokes bob's share while he is in her server: his next requests still pass until his server's
     cache of the hub's answer runs out (--HubOAuth.cache_max_age=10), then 403; a new login does not help.
     A kernel WebSocket bob opened before stays open: alice restarts her server to cut it."""
@@ -224,9 +241,9 @@ def test_after_revocation_bob_is_refused(hub, classroom, alice_shares):
     with kernel(bob, "alice") as k:
         assert k.execute("print(6 * 7)").strip() == "42"
         assert bob.get("/user/alice/api/contents", headers=headers).status_code == 200  # fills the cache now
-        r = alice.api("PATCH", "/shares/alice/", token, json={"user": "bob"})
+        said = share_py(scripts, token, "revoke", "bob").stdout.strip()
         revoked = time.monotonic()
-        assert r.status_code == 200 and r.json() == {}, r.text[:300]
+        assert said == REVOKED_BOB
         assert shared_with(alice, token, "alice") in ([], ["carol"])
         right_after = bob.get("/user/alice/api/contents", headers=headers).status_code
 
@@ -287,7 +304,7 @@ def test_a_student_cannot_open_another_students_server_nor_use_the_admin_api(hub
 
 
 @pytest.mark.fault
-def test_nobody_shares_without_the_scope(hub, classroom, alice_shares):
+def test_nobody_shares_without_the_scope(hub, classroom, alice_shares, request):
     """A token of alice's without shares (made for reading her name only) cannot share her server (403); bob,
     who may open it, cannot share it on (404: the scope covers his own servers only)."""
     alice, _ = alice_shares
@@ -297,6 +314,9 @@ def test_nobody_shares_without_the_scope(hub, classroom, alice_shares):
     narrow = r.json()["token"]
     r = alice.api("POST", "/shares/alice/", narrow, json={"user": "bob"})
     assert r.status_code == 403 and message(r) == NO_SHARES_SCOPE
+    if isinstance(hub.machine, ContainerVM):
+        refused = share_py(request.getfixturevalue("scripts"), narrow, "with", "bob", check=False)
+        assert refused.returncode == 1 and refused.stderr.strip() == f"share.py: 403 {NO_SHARES_SCOPE}"
     bob = hub.session(classroom["bob"])
     r = bob.api("POST", "/shares/alice/", bob.create_token("bob", note="stage 11"), json={"user": "carol"})
     assert r.status_code == 404 and message(r) == NOT_FOUND

@@ -183,6 +183,23 @@ def machine(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Machine]:
 
 
 @pytest.fixture(scope="module")
+def scripts(request: pytest.FixtureRequest, machine: Machine) -> Iterator[Machine]:
+    """Where a step's scripts reach the hub by its name, https://hub.example.org, as on a reader's machine: on
+    a test VM the name points at the VM itself and Pebble's root is trusted (DNS and Let's Encrypt elsewhere)."""
+    from .localcheck import distrust_in_system, trust_in_system
+
+    if not isinstance(machine, ContainerVM):
+        pytest.skip("runs the step's scripts against the test VM's hub; on your own server run them yourself")
+    trust_in_system(machine, Path(request.getfixturevalue("root_ca")).read_text())
+    machine.run("cp /etc/hosts /root/hosts.hhw-saved && echo '127.0.0.1 hub.example.org' >> /etc/hosts")
+    try:
+        yield machine
+    finally:
+        machine.run("cat /root/hosts.hhw-saved > /etc/hosts", check=False)
+        distrust_in_system(machine)
+
+
+@pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, stage: Stage) -> Iterator[Cluster]:
     """The machines of a cluster stage (tests/harness/cluster.py), booted from their saved images."""
     if mode(request.config) != "container" or not stage.is_cluster:
