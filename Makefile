@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The Debian release of the test VMs (13 = trixie, the book's; 12 = bookworm, still proven).
 DEBIAN ?= 13
 
-.PHONY: book test test-all setup lint clean bench
+.PHONY: book test test-all setup lint clean bench test-latest
 
 # The virtualenv, rebuilt when requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -40,6 +40,13 @@ test-all: setup
 ## build. About 20 minutes on 2 cores; one JSON per benchmark in book/bench/, which the book reads.
 bench: setup
 	$(BIN)/python -m scripts.bench
+
+## test-latest: drift (not part of `make test`): every stage's tests on stage images built with the newest
+## releases of the Python and npm packages instead of the pins (images tagged latest-, pinned ones untouched);
+## prints a table of what broke and writes book/drift/latest.json, which the book's drift page reads.
+## STAGES="01 02" runs those stages only (a later run of the same day goes on with the same images).
+test-latest: setup
+	$(BIN)/python -m scripts.latest --debian $(DEBIAN) $(if $(STAGES),--stages $(STAGES))
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import secrets
 import subprocess
 import sys
@@ -41,6 +42,16 @@ def install_answers() -> dict[str, str]:
     }
 
 
+def drift():
+    """``scripts/latest`` in a drift run (``make test-latest`` sets HHW_LATEST: the newest releases instead of
+    the pins, in images tagged apart), else None: a normal run never imports it."""
+    if not os.environ.get("HHW_LATEST"):
+        return None
+    from scripts import latest
+
+    return latest
+
+
 def image_id(ref: str) -> str | None:
     """The image ID of ``ref``, or None when there is no such image."""
     proc = docker("image", "inspect", "-f", "{{.Id}}", ref, check=False)
@@ -67,12 +78,14 @@ def stage_key(stage: Stage) -> str:
     h = hashlib.sha256(f"{PROVISION_VERSION}\0{base}\0".encode())
     for s in stages_up_to(stage):
         h.update(s.digest().encode())
+    if drift():
+        h.update(drift().key(stages_up_to(stage)).encode())
     return h.hexdigest()[:16]
 
 
 def stage_prefix(stage: Stage) -> str:
     """The start of the tags of this stage's images on this run's Debian release: d13-05-."""
-    return f"d{releases.current()}-{stage.number:02d}-"
+    return f"{'latest-' if drift() else ''}d{releases.current()}-{stage.number:02d}-"
 
 
 def stage_tag(stage: Stage) -> str:
@@ -106,7 +119,7 @@ def ensure_stage_image(stage: Stage) -> str:
 def build_stage_image(stage: Stage, tag: str, parent: str) -> str:
     """Run the stage's install.sh on a VM booted from ``parent`` and save the VM as ``tag``."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"install-d{releases.current()}-{stage.name}.log"
+    log = LOG_DIR / f"install-{'latest-' if drift() else ''}d{releases.current()}-{stage.name}.log"
     print(f"\n[hhw] building {tag}: {stage.name}/install.sh on {parent} (log: {log})", file=sys.stderr)
     started = time.monotonic()
     vm = boot_stage(parent, purpose=f"build{stage.number:02d}")
@@ -114,6 +127,8 @@ def build_stage_image(stage: Stage, tag: str, parent: str) -> str:
         vm.trust_host_ca()
         provide_images(vm)
         vm.copy_in(stage.path, stage.vm_dir)
+        if drift():
+            drift().prepare(vm, stage)
         env = {**VM_INSTALL_ENV, **install_answers()}
         proc = vm.run("bash install.sh", cwd=stage.vm_dir, env=env, timeout=1800, check=False)
         log.write_text(f"$ bash install.sh\n{proc.stdout}\n--- stderr\n{proc.stderr}")
@@ -126,6 +141,8 @@ def build_stage_image(stage: Stage, tag: str, parent: str) -> str:
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
             raise RuntimeError(f"{stage.name}/install.sh exited {proc.returncode} (full log: {log}):\n{tail}")
+        if drift():
+            drift().record(vm, stage, tag)
         # Leave no download caches in the saved image (they only make it bigger).
         vm.run(f"rm -rf {PRELOAD_DIR} {PRELOAD_DROPIN} /root/.cache/pip /root/.npm /var/cache/apt/archives/*.deb")
         vm.stop()
