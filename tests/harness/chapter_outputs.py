@@ -29,8 +29,8 @@ class Quoted:
     lines: tuple[str, ...]
 
 
-def install_outputs(stage: Stage) -> list[Quoted]:
-    """The ```text blocks introduced by "You should see" that follow an include of this stage's install.sh."""
+def install_outputs(stage: Stage, script: str = "install.sh") -> list[Quoted]:
+    """The ```text blocks introduced by "You should see" that follow an include of this stage's ``script``."""
     lines = stage.chapter.read_text().splitlines()
     quoted: list[Quoted] = []
     section: str | None = None
@@ -40,7 +40,7 @@ def install_outputs(stage: Stage) -> list[Quoted]:
         include = INCLUDE.match(line)
         if include:
             section = None
-            if include.group(1).endswith(f"{stage.name}/install.sh"):
+            if include.group(1).endswith(f"{stage.name}/{script}"):
                 for option in lines[i + 1 : i + 6]:
                     m = re.match(r':start-after: "# \[start:([\w-]+)\]"', option)
                     if m:
@@ -63,8 +63,10 @@ def line_pattern(line: str) -> re.Pattern[str]:
     return re.compile(r".*".join(re.sub(r"(\\ )+", r"\\s+", p) for p in parts))
 
 
-def check(machine: Machine, stage: Stage) -> int:
-    """Assert every quoted line is in what install.sh printed on this machine; return how many were checked.
+def check(machine: Machine, stage: Stage, script: str = "install.sh") -> int:
+    """Assert every quoted line is in what ``script`` printed on this machine; return how many were checked.
+
+    A cluster stage's scripts (install-controller.sh, install-node.sh) are kept as NAME-SCRIPT.log.
 
     Skipped where there is no such log (your own machine) and on Debian 12 (the chapters quote Debian 13).
     """
@@ -72,11 +74,12 @@ def check(machine: Machine, stage: Stage) -> int:
         pytest.skip("what install.sh printed is kept on test VMs only")
     if releases.current() != "13":
         pytest.skip("the chapters quote Debian 13's output")
-    log = machine.output(f"cat {INSTALL_LOGS}/{stage.name}.log")
+    log_name = f"{stage.name}.log" if script == "install.sh" else f"{stage.name}-{script}.log"
+    log = machine.output(f"cat {INSTALL_LOGS}/{log_name}")
     log_lines = log.splitlines()
     missing = []
     checked = 0
-    for block in install_outputs(stage):
+    for block in install_outputs(stage, script):
         for line in block.lines:
             if not line.strip() or line.strip() == "...":
                 continue
@@ -85,7 +88,7 @@ def check(machine: Machine, stage: Stage) -> int:
             if not any(pattern.search(found) for found in log_lines):
                 missing.append(f"[{block.section}] {line.strip()}")
     assert not missing, (
-        f"{stage.chapter.name} quotes output that {stage.name}/install.sh did not print "
-        f"(see {INSTALL_LOGS}/{stage.name}.log on the VM):\n" + "\n".join(missing)
+        f"{stage.chapter.name} quotes output that {stage.name}/{script} did not print "
+        f"(see {INSTALL_LOGS}/{log_name} on the VM):\n" + "\n".join(missing)
     )
     return checked
