@@ -6,6 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 release="${HHW_DEBIAN:-13}"
 started=$(date +%s)
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+images_before=$(docker image ls hhw/stage --format '{{.Tag}}' 2>/dev/null | grep -c "^d$release-" || true)
 echo "[run-tests] Debian $release test VMs: pytest ${*:-(every test)}"
 junit=".cache/results/junit-d$release.xml"
 mkdir -p .cache/results && rm -f "$junit"
@@ -19,6 +21,10 @@ rc=$?
 echo "[run-tests] Debian $release: pytest exited $rc after $(( $(date +%s) - started )) s"
 # How long each stage's tests took (its image built, if it had to be, included).
 [ -s "$junit" ] && .venv/bin/python scripts/stage_times.py "$junit" "[run-tests] time"
+# The same, with the machine's facts, for the book's performance page (book/bench/test-times.json is a copy).
+[ -s "$junit" ] && .venv/bin/python -m scripts.test_times "$junit" ".cache/results/test-times-d$release.json" \
+    --wall "$(( $(date +%s) - started ))" --images-before "$images_before" --workers "$workers" \
+    --load-before "$load_before" --debian "$release"
 # Measurements the tests recorded (spawn, restart and issuance times, security scores).
 for f in .cache/results/*.json; do
     [ -e "$f" ] && echo "[run-tests] $(basename "$f" .json): $(tr -d '\n ' < "$f")"

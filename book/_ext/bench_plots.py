@@ -188,9 +188,22 @@ def book_rows() -> tuple[list[str], list[list[str]]]:
     return HEAD, [_row(r["command"], r["seconds"]["summary"])]
 
 
+def test_times_rows() -> tuple[list[str], list[list[str]]]:
+    """Each test module of one `make test` run (Debian 13 part): its tests and its seconds."""
+    r = results("test-times")
+    rows = []
+    for name, m in r["modules"].items():
+        label = name.replace("steps.", "steps/").split(".test_")[0] if name.startswith("steps.") else name
+        rows.append([label, str(m["tests"]), f"{fmt(m['seconds'])}{NBSP}s"])
+    rows.append(["the whole run (wall clock)", str(sum(m["tests"] for m in r["modules"].values())),
+                 f"{fmt(r['seconds_taken'])}{NBSP}s"])  # fmt: skip
+    return ["test module", "tests", "seconds"], rows
+
+
 TABLES: dict[str, Callable[[], tuple[list[str], list[list[str]]]]] = {
     "spawn": spawn_rows, "spawn-breakdown": breakdown_rows, "concurrency": concurrency_rows,
     "proxies": proxies_rows, "hub-restart": restart_rows, "book-build": book_rows,
+    "test-times": test_times_rows,
 }  # fmt: skip
 
 
