@@ -21,7 +21,7 @@ import socket
 import ssl
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -181,13 +181,38 @@ class NewMachine:
 
 
 @pytest.fixture(scope="module")
-def new_machine(machine, stage, request) -> NewMachine:
+def new_machine_booting(machine, stage, request) -> Future[NewMachine] | None:
+    """The new machine, booting in the background from the module's start (it gets a copy of the stage's
+    Docker data, 2.5 GB, which takes a while). None on your own server."""
+    if not isinstance(machine, ContainerVM):
+        return None
+
+    def boot() -> NewMachine:
+        vm = boot_stage(ensure_stage_image(stage), purpose="stage14-new")
+        try:
+            another_install(vm)
+            wait_hub(vm)
+            return NewMachine(vm, sh(vm, STATE))
+        except BaseException:
+            vm.remove()
+            raise
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(boot)
+
+    def finish() -> None:
+        pool.shutdown(wait=True)
+        if future.exception() is None and not request.config.getoption("--keep-vm"):
+            future.result().vm.remove()
+
+    request.addfinalizer(finish)
+    return future
+
+
+@pytest.fixture(scope="module")
+def new_machine(machine, new_machine_booting) -> NewMachine:
     on_test_vms_only(machine)
-    vm = boot_stage(ensure_stage_image(stage), purpose="stage14-new")
-    request.addfinalizer(lambda: None if request.config.getoption("--keep-vm") else vm.remove())
-    another_install(vm)
-    wait_hub(vm)
-    return NewMachine(vm, sh(vm, STATE))
+    return new_machine_booting.result(timeout=900)
 
 
 def wait_hub(vm: ContainerVM) -> None:
@@ -212,7 +237,7 @@ def restore(vm: ContainerVM, path: str):
 # -- 1. the backup -------------------------------------------------------------------------------
 
 
-def test_the_nightly_backup_is_on(machine, teardown_started):
+def test_the_nightly_backup_is_on(machine, teardown_started, new_machine_booting):
     """install.sh put hub-backup and hub-restore in /usr/local/sbin (root's, 0755) and enabled a timer that
     runs hub-backup --keep 14 every night; the first backup it made is in /var/backups/jupyterhub, 0600."""
     assert (
