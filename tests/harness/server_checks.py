@@ -101,6 +101,11 @@ def containers_on_docker0(stage: Stage) -> bool:
     return uses_docker(stage) and not stage.is_cluster
 
 
+def runs_slurm(stage: Stage) -> bool:
+    """The hub's machine is also a Slurm controller (stage 12): users' servers are batch jobs, no Docker."""
+    return stage.latest("slurm.conf") is not None
+
+
 def has_units(stage: Stage) -> bool:
     return stage.latest("jupyterhub.service") is not None
 
@@ -108,7 +113,8 @@ def has_units(stage: Stage) -> bool:
 def units_of(stage: Stage) -> list[str]:
     """The systemd units a stage installs (enabled, so they start at boot)."""
     units = ["hub-firewall"] if stage.latest("hub-firewall.service") else []
-    units += ["docker"] if uses_docker(stage) else []
+    units += ["docker"] if uses_docker(stage) and not runs_slurm(stage) else []
+    units += ["munge", "slurmctld"] if runs_slurm(stage) else []
     units += [u for u in ("traefik", "jupyterhub") if stage.latest(f"{u}.service")]
     units += ["prometheus"] if scrapes_metrics(stage) else []
     return units
@@ -237,6 +243,8 @@ UNIT_SECTIONS = {
     "traefik": section("05", "The units"),
     "jupyterhub": section("05", "The units"),
     "prometheus": section("10", "Prometheus, on loopback, with the hub's token"),
+    "munge": section("12", "The controller: munge and slurmctld"),
+    "slurmctld": section("12", "The controller: munge and slurmctld"),
 }
 
 
