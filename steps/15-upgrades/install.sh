@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 15: upgrades. Nothing new runs: this stage brings two scripts (upgrade.sh,
 # rollback.sh, run from this directory) and the list of the book's pins (versions.txt).
-# Run as root from inside this directory, on a machine that finished stage 11.
+# Run as root from inside this directory, on a machine that finished stage 14 (or 11).
 set -euo pipefail
 
 # [start:now]

@@ -321,9 +321,11 @@ def upgraded(story, rolled_back, hub, stage, public) -> dict:
 
 
 def test_the_upgrade_runs_upgrade_db_and_starts_jupyterhub_6(upgraded):
-    """upgrade.sh: the book's pins, the schema migrated to f460b0348206 (four steps), the hub 6.1.1 running."""
+    """upgrade.sh: stage 14's full backup first, the book's pins, the schema migrated to f460b0348206 (four
+    steps), the hub 6.1.1 running."""
     out = upgraded["output"]
     assert "Running JupyterHub version 6.1.1" in out
+    assert "hub-backup: /var/backups/jupyterhub/before-upgrade-" in out, "no full backup (stage 14's) first"
     for step in (f"{SCHEMA_5} -> be8ecf03ddac", "be8ecf03ddac -> afd65840b69e", "afd65840b69e -> ff1860e38070",
                  f"ff1860e38070 -> {SCHEMA_6}"):  # fmt: skip
         assert f"Running upgrade {step}" in out

@@ -8,7 +8,14 @@ versions=${1:-versions.txt}
 test -s "$versions"
 
 # [start:backup]
-# Stop the hub (users' servers and Traefik keep running: cleanup_servers = False),
+# First the whole hub, users' files too, with stage 14's hub-backup (the hub still runs:
+# it copies the database online); restore it with hub-restore if all else fails.
+if command -v hub-backup > /dev/null; then
+    hub-backup --name before-upgrade
+else
+    echo "no hub-backup (stage 14) on this machine: only the backup below"
+fi
+# Then stop the hub (users' servers and Traefik keep running: cleanup_servers = False),
 # so that its database stands still, then copy what the upgrade changes: the
 # database, the whole venv (the software, exactly), the configuration and secrets,
 # Traefik's files and certificate. Root's alone (0700).
