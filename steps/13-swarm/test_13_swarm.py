@@ -108,14 +108,18 @@ def admin(hub, people) -> tuple[HubClient, str]:
 
 
 def ensure_stopped(hub, people, cluster: Cluster, name: str) -> None:
-    """Stop NAME's server if the hub has one, and wait until its service is gone."""
+    """Stop NAME's server if the hub has one, and wait until its service is gone.
+
+    A service the hub already counts as stopped (its poll found no running task) is left to the next start,
+    which removes it ("Removing service that should have been cleaned up"): the hub calls the spawner's stop
+    only for a server it thinks runs."""
     client, token = admin(hub, people)
     r = client.api("GET", f"/users/{name}", token)
     if r.json()["servers"]:
         client.api("DELETE", f"/users/{name}/server", token)
         wait_for(f"the hub to stop {name}'s server", lambda: not client.api("GET", f"/users/{name}", token).json()[
             "servers"], timeout=90)  # fmt: skip
-    wait_for(f"service jupyter-{name} to be removed", lambda: not service_exists(cluster, name), timeout=60)
+        wait_for(f"service jupyter-{name} to be removed", lambda: not service_exists(cluster, name), timeout=60)
 
 
 def start(hub, people, cluster: Cluster, name: str) -> HubClient:
@@ -367,9 +371,23 @@ def test_a_worker_lost_what_the_user_sees_and_where_the_next_start_goes(hub, peo
     assert not what.startswith("200"), what
     wait_for(f"the manager to mark {lost} Down", lambda: nodes(cluster)[lost][0] == "Down", timeout=120)
     TIMINGS["lost_worker_down"] = time.monotonic() - cut
-    wait_for("alice's server to run on the other worker", lambda: task_node(cluster, "alice") == other, timeout=120)
+    # Two outcomes, depending on when the hub polls: the swarm's new task on the other worker keeps answering
+    # under the same name; or the hub, polling while the new task is not yet running, reports her server
+    # stopped (and removes the service), and alice starts it again.
+    _, token = admin(hub, people)
+
+    def settled() -> str | None:
+        if not client.api("GET", "/users/alice", token).json()["servers"]:
+            return "stopped by the hub"
+        return "moved by the swarm" if task_node(cluster, "alice") == other else None
+
+    outcome = wait_for("alice's server to move, or the hub to stop it", settled, timeout=120)
+    if outcome == "stopped by the hub":
+        client = start(hub, people, cluster, "alice")
     client.wait_server("alice", timeout=120)
     TIMINGS["lost_worker_back"] = time.monotonic() - cut
+    print(f"alice's server after the loss of {lost}: {outcome}")
+    assert task_node(cluster, "alice") == other
     assert users.read_text(client, "alice", "before-the-power-cut.txt") == "kept\n"
     start(hub, people, cluster, "bob")
     assert task_node(cluster, "bob") == other
