@@ -141,12 +141,39 @@ def running(hub, people, cluster: Cluster, name: str) -> HubClient:
     return client
 
 
+def moved_or_stopped(admin_client: tuple[HubClient, str], cluster: Cluster, name: str, other: str) -> str | None:
+    """After NAME's worker was drained or lost: "moved by the swarm" once the task runs on ``other``,
+    "stopped by the hub" once the hub's poll (every 30 s) counted it stopped (SwarmSpawner counts a task
+    still being placed as stopped), None before either."""
+    client, token = admin_client
+    if not client.api("GET", f"/users/{name}", token).json()["servers"]:
+        return "stopped by the hub"
+    return "moved by the swarm" if task_node(cluster, name) == other else None
+
+
+def back_again(hub, people, cluster: Cluster, client: HubClient, admin_client: tuple[HubClient, str],
+               name: str) -> HubClient:  # fmt: skip
+    """NAME's server answering again: the moved one, or, once the hub has counted it stopped (its poll may
+    come a little after the move), a new start, as the user would click."""
+    by, token = admin_client
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if not by.api("GET", f"/users/{name}", token).json()["servers"]:
+            return start(hub, people, cluster, name)
+        r = client.get(f"/user/{name}/lab")
+        if r.status_code == 200 and f"/user/{name}/" in r.url:
+            return client
+        time.sleep(2)
+    raise AssertionError(f"{name}'s server neither answered nor was counted stopped within 150 s")
+
+
 def set_availability(cluster: Cluster, node: str, availability: str) -> None:
     cluster.hub.run(f"docker node update --availability {availability} {node}")
 
 
-def test_every_node_is_ready(cluster):
-    """Three nodes Ready and Active, the manager the leader; the overlay network attachable."""
+def test_every_node_is_ready(cluster, hub):
+    """Three nodes Ready and Active, the manager the leader; the overlay network attachable; the hub's
+    container on it (the hub fixture waits until the hub answers)."""
     assert nodes(cluster) == {"hub": ("Ready", "Active", "Leader"), "node1": ("Ready", "Active", ""),
                               "node2": ("Ready", "Active", "")}  # fmt: skip
     network = cluster.hub.output("docker network inspect -f '{{.Driver}} {{.Scope}} {{.Attachable}}' jupyterhub")
@@ -257,9 +284,14 @@ def test_a_drained_worker_moves_its_server_and_the_next_start_avoids_it(hub, peo
     set_availability(cluster, lost, "drain")
     try:
         moved = time.monotonic()
-        wait_for("alice's task to run on the other worker", lambda: task_node(cluster, "alice") == other, timeout=90)
-        client.wait_server("alice", timeout=90)
+        # As for a lost worker (the last test): moved by the swarm, or counted stopped by the hub's poll.
+        by_admin = admin(hub, people)
+        outcome = wait_for("alice's server to move, or the hub to stop it",
+                           lambda: moved_or_stopped(by_admin, cluster, "alice", other), timeout=90)  # fmt: skip
+        client = back_again(hub, people, cluster, client, by_admin, "alice")
         TIMINGS["drain_move"] = time.monotonic() - moved
+        print(f"alice's server after the drain of {lost}: {outcome}")
+        assert task_node(cluster, "alice") == other
         assert users.read_text(client, "alice", "before-drain.txt") == "kept\n"
         start(hub, people, cluster, "bob")
         assert task_node(cluster, "bob") == other
@@ -374,17 +406,10 @@ def test_a_worker_lost_what_the_user_sees_and_where_the_next_start_goes(hub, peo
     # Two outcomes, depending on when the hub polls: the swarm's new task on the other worker keeps answering
     # under the same name; or the hub, polling while the new task is not yet running, reports her server
     # stopped (and removes the service), and alice starts it again.
-    _, token = admin(hub, people)
-
-    def settled() -> str | None:
-        if not client.api("GET", "/users/alice", token).json()["servers"]:
-            return "stopped by the hub"
-        return "moved by the swarm" if task_node(cluster, "alice") == other else None
-
-    outcome = wait_for("alice's server to move, or the hub to stop it", settled, timeout=120)
-    if outcome == "stopped by the hub":
-        client = start(hub, people, cluster, "alice")
-    client.wait_server("alice", timeout=120)
+    by_admin = admin(hub, people)
+    outcome = wait_for("alice's server to move, or the hub to stop it",
+                       lambda: moved_or_stopped(by_admin, cluster, "alice", other), timeout=120)  # fmt: skip
+    client = back_again(hub, people, cluster, client, by_admin, "alice")
     TIMINGS["lost_worker_back"] = time.monotonic() - cut
     print(f"alice's server after the loss of {lost}: {outcome}")
     assert task_node(cluster, "alice") == other
