@@ -33,9 +33,11 @@ if [ "$(ps -o comm= -p 1 2>/dev/null)" = "systemd" ]; then
     log "starting docker.service"
     $SUDO systemctl start docker
 else
-    # No systemd on this machine (a CI container, say): run the engine in the background.
+    # No systemd on this machine (a CI container, say): run the engine in the background, in a
+    # session of its own (setsid), so that it outlives the shell or job that started it: a job runner
+    # that stops a finished job's process group must not take the engine, and every test VM, with it.
     log "starting dockerd in the background (log: /var/log/hhw-dockerd.log)"
-    $SUDO sh -c 'nohup dockerd >/var/log/hhw-dockerd.log 2>&1 &'
+    $SUDO sh -c 'setsid nohup dockerd >>/var/log/hhw-dockerd.log 2>&1 < /dev/null &'
 fi
 
 for _ in $(seq 1 60); do
