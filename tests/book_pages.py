@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 from tests.harness.stages import REPO, all_stages
 
@@ -29,3 +31,22 @@ def referenced(page: Path) -> set[Path]:
     paths = set(INCLUDE.findall(text)) | set(DIFF.findall(text))
     paths |= {a or b for a, b in IMAGE.findall(text) if not (a or b).startswith("http")}
     return {(page.parent / p).resolve() for p in paths}
+
+
+def load_extension(path: Path) -> ModuleType:
+    """A Sphinx extension of the book (book/_ext/NAME.py), loaded as a module, to ask it what it draws."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def typed_prose(text: str, role: re.Pattern[str]) -> str:
+    """A page without code blocks, directives, inline code, its results ``role`` and link targets: what is
+    typed in (so a test can check that no figure is)."""
+    text = re.sub(r"^```.*?^```\s*$", "", text, flags=re.S | re.M)
+    text = role.sub("", text)
+    text = re.sub(r"\{\w+\}`[^`]*`", "", text)  # {doc}`...`
+    text = re.sub(r"`[^`]*`", "", text)
+    return re.sub(r"\]\([^)]*\)", "]", text)

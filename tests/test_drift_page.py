@@ -4,11 +4,11 @@ it copies onto a build VM, and nothing else."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
 from scripts.latest.unpin import FAILED, failed_packages, pins_in, rewrite, stage_pins
+from tests.book_pages import load_extension, typed_prose
 from tests.harness.stages import REPO, all_stages
 
 PAGE = REPO / "book" / "drift.md"
@@ -20,19 +20,11 @@ NUMBER = re.compile(r"(?<![\w.\-/])\d+(?:\.\d+)*(?![\w/])")
 
 
 def extension():
-    spec = importlib.util.spec_from_file_location("drift_table", EXT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_extension(EXT)
 
 
 def prose(text: str) -> str:
-    """The page without code blocks, directives, inline code, roles and link targets: what is typed in."""
-    text = re.sub(r"^```.*?^```\s*$", "", text, flags=re.S | re.M)
-    text = ROLE.sub("", text)
-    text = re.sub(r"\{\w+\}`[^`]*`", "", text)
-    text = re.sub(r"`[^`]*`", "", text)
-    return re.sub(r"\]\([^)]*\)", "]", text)
+    return typed_prose(text, ROLE)
 
 
 def test_the_results_file_says_when_on_what_and_which_stages():

@@ -3,13 +3,13 @@ on book/performance.md comes from a results file in book/bench/ (written by `mak
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.book_pages import load_extension, typed_prose
 from tests.harness.stages import REPO, all_stages
 
 PAGE = REPO / "book" / "performance.md"
@@ -21,19 +21,11 @@ NUMBER = re.compile(r"(?<![\w.\-/])\d+(?:\.\d+)?(?![\w/])")
 
 
 def extension():
-    spec = importlib.util.spec_from_file_location("bench_plots", EXT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_extension(EXT)
 
 
 def prose(text: str) -> str:
-    """The page without code blocks, directives, inline code, roles and link targets: what is typed in."""
-    text = re.sub(r"^```.*?^```\s*$", "", text, flags=re.S | re.M)
-    text = ROLE.sub("", text)
-    text = re.sub(r"\{\w+\}`[^`]*`", "", text)  # {doc}`...`
-    text = re.sub(r"`[^`]*`", "", text)
-    return re.sub(r"\]\([^)]*\)", "]", text)
+    return typed_prose(text, ROLE)
 
 
 def results_files() -> dict[str, dict]:
