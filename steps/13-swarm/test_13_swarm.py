@@ -12,10 +12,9 @@ import pytest
 import requests
 
 from tests.harness import releases
-from tests.harness.chapter_outputs import line_pattern
+from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.cluster import Cluster
 from tests.harness.hubclient import HubClient
-from tests.harness.images import INSTALL_LOGS
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.machine import docker
 from tests.harness.results import record
@@ -339,22 +338,8 @@ def test_no_worker_available_says_so_at_once(hub, people, cluster):
 # Keep these near the end: they read what the module measured and printed (before a worker is lost).
 def test_chapter_shows_what_the_scripts_printed(cluster, stage):
     """Each "You should see" block after a section of a step script matches what it printed on its machine."""
-    lines = stage.chapter.read_text().splitlines()
-    script, checked, missing = None, 0, []
-    for i, line in enumerate(lines):
-        m = re.match(r"^```\{literalinclude\} \.\./steps/13-swarm/(\S+\.sh)$", line)
-        if m:
-            script = m.group(1)
-        elif line.startswith("#"):
-            script = None
-        elif line.strip() == "```text" and script and "You should see" in " ".join(lines[max(0, i - 3) : i]):
-            log = cluster[SCRIPT_MACHINE[script]].output(f"cat {INSTALL_LOGS}/{stage.name}-{script}.log")
-            for quoted in lines[i + 1 : lines.index("```", i + 1)]:
-                if quoted.strip() and quoted.strip() != "...":
-                    checked += 1
-                    if not any(line_pattern(quoted).search(found) for found in log.splitlines()):
-                        missing.append(f"{script}: {quoted.strip()}")
-    assert checked and not missing, missing
+    checked = sum(check_chapter_outputs(cluster[machine], stage, script) for script, machine in SCRIPT_MACHINE.items())
+    assert checked
     print(f"{checked} quoted lines checked")
 
 

@@ -74,7 +74,8 @@ def check(machine: Machine, stage: Stage, script: str = "install.sh") -> int:
         pytest.skip("what install.sh printed is kept on test VMs only")
     if releases.current() != "13":
         pytest.skip("the chapters quote Debian 13's output")
-    log_name = f"{stage.name}.log" if script == "install.sh" else f"{stage.name}-{script}.log"
+    # Cluster.run_script names every log NAME-SCRIPT.log, install.sh's too; a single machine's is NAME.log.
+    log_name = f"{stage.name}.log" if script == "install.sh" and not stage.is_cluster else f"{stage.name}-{script}.log"
     log = machine.output(f"cat {INSTALL_LOGS}/{log_name}")
     log_lines = log.splitlines()
     missing = []
