@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,15 +38,6 @@ TIMINGS: dict[str, float] = {}
 SPAWNS: list[float] = []  # each start's seconds, from the click to JupyterLab answering
 
 
-def stream_file(cluster: Cluster, source: str, path: str, targets: tuple[str, ...]) -> None:
-    """Copy a large file from one machine to others, as the reader's ``scp`` does (streamed, not in memory)."""
-    for target in targets:
-        cat = subprocess.Popen(["docker", "exec", cluster[source].name, "cat", path], stdout=subprocess.PIPE)
-        docker("exec", "-i", cluster[target].name, "sh", "-c", f"cat > {path}", stdin=cat.stdout, timeout=600)
-        if cat.wait() != 0:
-            raise RuntimeError(f"reading {path} on {source} failed")
-
-
 def install_cluster(cluster: Cluster) -> None:
     """The chapter's commands: the manager's install.sh while the workers install Docker; the image file
     copied to each worker and loaded there."""
@@ -58,7 +48,7 @@ def install_cluster(cluster: Cluster) -> None:
         for job in jobs:
             job.result()
     moved = time.monotonic()
-    stream_file(cluster, "hub", IMAGE_FILE, WORKERS)
+    cluster.copy("hub", IMAGE_FILE, WORKERS, mode="0600")
     with ThreadPoolExecutor(len(WORKERS)) as pool:
         list(pool.map(lambda name: cluster.run_script(name, "load-image.sh"), WORKERS))
     cluster.hub.run(f"rm {IMAGE_FILE}")

@@ -106,13 +106,19 @@ class Cluster:
 
     def copy(self, source: str, path: str, targets: list[str] | tuple[str, ...], *, mode: str = "0400",
              owner: str = "root:root") -> None:  # fmt: skip
-        """Copy one file from a machine to others, as the reader's ``scp`` does (then chmod, chown)."""
-        data = docker("exec", self.vms[source].name, "base64", "-w0", path).stdout
+        """Copy one file from a machine to others, as the reader's ``scp`` does (then chmod, chown).
+
+        Streamed (a saved image of hundreds of MB as well as a key), and written under umask 077, so a
+        secret is never readable by others on the way.
+        """
+        q = shlex.quote(path)
         for target in targets:
-            q = shlex.quote(path)
-            self.vms[target].run(
-                f"mkdir -p $(dirname {q}) && base64 -d > {q} && chmod {mode} {q} && chown {owner} {q}", input=data
-            )
+            cat = subprocess.Popen(["docker", "exec", self.vms[source].name, "cat", path], stdout=subprocess.PIPE)
+            docker("exec", "-i", self.vms[target].name, "sh", "-c",
+                   f"umask 077 && mkdir -p $(dirname {q}) && cat > {q} && chmod {mode} {q} && chown {owner} {q}",
+                   stdin=cat.stdout, timeout=900)  # fmt: skip
+            if cat.wait() != 0:
+                raise RuntimeError(f"reading {path} on {source} failed")
 
     def run_everywhere(self, command: str, **kw) -> dict[str, str]:
         """``command`` on every machine; its output by machine."""
