@@ -88,19 +88,6 @@ def start(hub, people, admin, name: str, image: str = LAB, size: str = "small") 
     return client
 
 
-def post_form(client: HubClient, data: dict[str, str]) -> requests.Response:
-    """POST the spawn form as a browser would (or as someone who edited it by hand)."""
-    client.get("/hub/spawn")
-    return client.post("/hub/spawn", data={**data, "_xsrf": client.xsrf()})
-
-
-def form_error(page: requests.Response) -> str:
-    """The error line the spawn page shows above the form."""
-    m = re.search(r'class="[^"]*spawn-error-msg[^"]*"[^>]*>(.*?)</p>', page.text, re.S)
-    assert m, f"no error on the spawn page ({page.status_code}): {page.text[:1500]}"
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", m.group(1))).split())
-
-
 # -- the form -----------------------------------------------------------------------------
 
 
@@ -191,12 +178,12 @@ def test_memory_limit_kills_the_kernel_not_the_server(hub, people, admin):
 def test_unknown_choices_are_refused_without_a_container(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     client = hub.session(people["bob"])
-    r = post_form(client, {"image": LAB, "size": "huge"})
-    assert r.status_code == 400 and form_error(r) == f"Error: {UNKNOWN_SIZE}"
-    r = post_form(client, {"image": "local/lab:1", "size": "small"})  # the image itself, not its name
-    assert r.status_code == 400 and form_error(r) == f"Error: {UNKNOWN_IMAGE}"
-    r = post_form(client, {"image": LAB})  # no size at all
-    assert r.status_code == 400 and form_error(r) == "Error: No size chosen: choose one of small, medium, large."
+    r = client.post_form({"image": LAB, "size": "huge"})
+    assert r.status_code == 400 and client.form_error(r) == f"Error: {UNKNOWN_SIZE}"
+    r = client.post_form({"image": "local/lab:1", "size": "small"})  # the image itself, not its name
+    assert r.status_code == 400 and client.form_error(r) == f"Error: {UNKNOWN_IMAGE}"
+    r = client.post_form({"image": LAB})  # no size at all
+    assert r.status_code == 400 and client.form_error(r) == "Error: No size chosen: choose one of small, medium, large."
     # The REST API skips the form: the spawner checks user_options again.
     token = client.create_token("bob", note="stage 08 tests")
     r = api(client, token, "POST", "/users/bob/server", json={"image": LAB, "size": "huge"})
@@ -210,8 +197,8 @@ def test_unknown_choices_are_refused_without_a_container(hub, people, admin):
 def test_large_is_for_admins_and_the_group_big_memory(hub, people, admin):
     ensure_stopped(hub, admin, "bob")
     client = hub.session(people["bob"])
-    r = post_form(client, {"image": LAB, "size": "large"})  # the greyed-out choice, posted by hand
-    assert r.status_code == 403 and form_error(r) == f"Error: {LARGE_REFUSED}"
+    r = client.post_form({"image": LAB, "size": "large"})  # the greyed-out choice, posted by hand
+    assert r.status_code == 403 and client.form_error(r) == f"Error: {LARGE_REFUSED}"
     token = client.create_token("bob", note="stage 08 tests")
     r = api(client, token, "POST", "/users/bob/server", json={"image": LAB, "size": "large"})
     assert r.status_code == 403 and r.json()["message"] == LARGE_REFUSED
@@ -237,8 +224,8 @@ def test_a_size_with_more_cpus_than_the_machine_is_refused_by_docker(hub, people
     with hub.edited_config(sed='s/"large": {"cpu": 2,/"large": {"cpu": 4,/'):
         assert '"large": {"cpu": 4,' in hub.machine.output("grep large /etc/jupyterhub/jupyterhub_config.py")
         client = hub.session(people["alice"])
-        r = post_form(client, {"image": LAB, "size": "large"})
-        assert r.status_code == 500 and form_error(r) == f"Error: {TOO_MANY_CPUS}"
+        r = client.post_form({"image": LAB, "size": "large"})
+        assert r.status_code == 500 and client.form_error(r) == f"Error: {TOO_MANY_CPUS}"
         assert users.container(hub.machine, "jupyter-alice") is None
         assert TOO_MANY_CPUS in hub.journal(lines=200)
 
@@ -257,7 +244,7 @@ def test_runboard_serves_its_owner_only(hub, people, admin):
         check=False,
     )
     started = time.monotonic()
-    r = post_form(bob, {"image": RUNBOARD, "size": "small"})
+    r = bob.post_form({"image": RUNBOARD, "size": "small"})
     assert r.status_code == 200 and r.url.endswith("/hub/spawn-pending/bob")
     # The hub's own check (GET /user/bob/api) needs no login; wait on it so no page view counts as activity.
     status = wait_for("Runboard to answer the hub's check",

@@ -9,7 +9,6 @@ group instructors only, joins them.
 from __future__ import annotations
 
 import html
-import re
 import secrets
 import shlex
 import time
@@ -21,7 +20,7 @@ import pytest
 from tests.harness import browser
 from tests.harness.chapter_outputs import check as check_chapter_outputs
 from tests.harness.fixtures import Person
-from tests.harness.hubclient import HubClient
+from tests.harness.hubclient import HIDDEN, HubClient
 from tests.harness.kernels import kernel, one_plus_one
 from tests.harness.localcheck import test_target_local_passes_on_a_machine_built_by_the_book  # noqa: F401
 from tests.harness.machine import ContainerVM
@@ -43,7 +42,6 @@ NOT_FOUND = "No access to resources or resources not found"
 SHARED_WITH_BOB = "bob may now open alice's server (access:servers!server=alice/)."
 REVOKED_BOB = "bob may no longer open alice's server (an open session ends within the server's cache time)."
 STAGE_DIR = "/root/hhw/steps/11-sharing"  # the reader's copy of the step on the test VM (Stage.vm_dir)
-HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +89,6 @@ def stop(admin, *names: str) -> None:
     for name in names:
         wait_for(f"{name}'s server to stop", lambda n=name: not client.api("GET", f"/users/{n}", token).json().get(
             "servers"), timeout=90)  # fmt: skip
-
-
-def open_server(client: HubClient, owner: str, path: str = "lab"):
-    """Open OWNER's server as a browser does: the hub asks "Authorize access?" the first time somebody opens
-    a server that is not their own; click **Authorize**, as a person would. The last answer."""
-    r = client.get(f"/user/{owner}/{path}")
-    if r.status_code == 200 and "/hub/api/oauth2/authorize" in r.url and "Authorize" in r.text:
-        where = urlsplit(r.url)
-        fields = [(name, html.unescape(value)) for name, value in HIDDEN.findall(r.text)]
-        r = client.post(f"{where.path}?{where.query}", data=fields)
-    return r
 
 
 def served_by(r, owner: str) -> bool:
@@ -160,7 +147,7 @@ def test_bob_opens_alices_server_shared_with_him_and_runs_code(hub, classroom, a
     bob = hub.session(classroom["bob"])
     first = bob.get("/user/alice/lab")
     assert "/hub/api/oauth2/authorize" in first.url and "Authorize access" in first.text, first.url
-    r = open_server(bob, "alice")
+    r = bob.open_server("alice")
     assert served_by(r, "alice"), f"bob did not get alice's JupyterLab: {r.status_code} {r.url}"
     assert one_plus_one(bob, "alice") == "2"
     bob_token = bob.create_token("bob", note="stage 11")
@@ -175,7 +162,7 @@ def test_nobody_else_gets_into_a_shared_server(hub, classroom, alice_shares, out
     alice, token = alice_shares
     share(alice, token, "alice", user="bob")
     carol = hub.session(classroom["carol"])
-    r = open_server(carol, "alice")
+    r = carol.open_server("alice")
     record("carol-on-alices-server", {"status": r.status_code, "url": urlsplit(r.url).path})
     assert r.status_code == 403
     nobody = hub.client().get("/user/alice/lab")
@@ -201,7 +188,7 @@ def test_a_share_code_lets_a_colleague_in(hub, classroom, alice_shares, request)
     fields = [(name, html.unescape(value)) for name, value in HIDDEN.findall(page.text)]
     r = carol.post("/hub/accept-share", data=fields)
     if not served_by(r, "alice"):
-        r = open_server(carol, "alice")
+        r = carol.open_server("alice")
     assert served_by(r, "alice"), f"carol did not get alice's server: {r.status_code} {r.url}"
     assert "carol" in shared_with(alice, token, "alice")
     if isinstance(hub.machine, ContainerVM) and browser.CHROMIUM.exists():
@@ -236,7 +223,7 @@ def test_after_revocation_bob_is_refused(hub, classroom, alice_shares, scripts):
     alice, token = alice_shares
     share(alice, token, "alice", user="bob")
     bob = hub.session(classroom["bob"])
-    assert served_by(open_server(bob, "alice"), "alice")
+    assert served_by(bob.open_server("alice"), "alice")
     headers = {"X-XSRFToken": bob.xsrf("/user/alice/")}
     with kernel(bob, "alice") as k:
         assert k.execute("print(6 * 7)").strip() == "42"
@@ -258,7 +245,7 @@ def test_after_revocation_bob_is_refused(hub, classroom, alice_shares, scripts):
     assert seconds <= CACHE_SECONDS + 30
     assert websocket_open, "the kernel's WebSocket was cut by the revocation (the chapter says it stays open)"
     again = hub.session(classroom["bob"])
-    assert open_server(again, "alice").status_code == 403
+    assert again.open_server("alice").status_code == 403
 
 
 # -- groups and roles ------------------------------------------------------------------------
@@ -277,7 +264,7 @@ def test_an_instructor_starts_opens_and_stops_a_students_server(hub, classroom, 
     assert listed <= {"bob", "carol"} and "bob" in listed, listed
     r = dave.api("POST", "/users/bob/server", token, json={"size": "small", "image": "JupyterLab"})
     assert r.status_code in (201, 202), f"{r.status_code} {r.text[:300]}"
-    r = open_server(dave, "bob")
+    r = dave.open_server("bob")
     if not served_by(r, "bob"):
         dave.wait_server("bob", timeout=120)
     assert one_plus_one(dave, "bob") == "2"
@@ -295,7 +282,7 @@ def test_a_student_cannot_open_another_students_server_nor_use_the_admin_api(hub
     """carol (a student) gets 403 on bob's server (a student too) and on listing the hub's users."""
     start(hub, classroom, "bob")
     carol = hub.session(classroom["carol"])
-    r = open_server(carol, "bob")
+    r = carol.open_server("bob")
     assert r.status_code == 403
     token = carol.create_token("carol", note="stage 11")
     r = carol.api("GET", "/users", token)
@@ -331,7 +318,7 @@ def test_a_share_survives_a_hub_restart(hub, classroom, alice_shares):
     hub.restart()
     assert "bob" in shared_with(alice, token, "alice")
     bob = hub.session(classroom["bob"])
-    assert served_by(open_server(bob, "alice"), "alice")
+    assert served_by(bob.open_server("alice"), "alice")
 
 
 # -- a workflow tool's server, shared ---------------------------------------------------------
@@ -347,7 +334,7 @@ def test_runboard_shared_with_a_colleague(hub, classroom, admin):
     token = carol.create_token("carol", note="runboard")
     share(carol, token, "carol", user="bob")
     bob = hub.session(classroom["bob"])
-    r = open_server(bob, "carol", path="")
+    r = bob.open_server("carol", path="")
     assert served_by(r, "carol"), f"{r.status_code} {r.url}"
     assert "Runboard: carol&#x27;s workflow runs" in r.text or "Runboard: carol's workflow runs" in r.text
     assert "Signed in as bob." in r.text

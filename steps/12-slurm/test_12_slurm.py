@@ -7,14 +7,12 @@ all three, standing in for the NFS a real site shares homes with.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from tests.harness import users
 from tests.harness.chapter_outputs import check as check_chapter_outputs
@@ -116,19 +114,6 @@ def stop(hub, admin, name: str) -> None:
         client.api("DELETE", f"/users/{name}/server", token)
         wait_for(f"{name}'s server to stop", lambda: not server(admin, name), timeout=90)
     wait_for(f"{name}'s jobs to leave Slurm's queue", lambda: not jobs(hub.machine, name), timeout=60)
-
-
-def post_form(client: HubClient, data: dict[str, str]) -> requests.Response:
-    """POST the spawn form as a browser would (or as someone who edited it)."""
-    client.get("/hub/spawn")
-    return client.post("/hub/spawn", data={**data, "_xsrf": client.xsrf()})
-
-
-def form_error(page: requests.Response) -> str:
-    """The error line the spawn page shows above the form."""
-    m = re.search(r'class="[^"]*spawn-error-msg[^"]*"[^>]*>(.*?)</p>', page.text, re.S)
-    assert m, f"no error on the spawn page ({page.status_code}): {page.text[:1500]}"
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", m.group(1))).split())
 
 
 def start(hub, people, admin, name: str, **choices: str) -> HubClient:
@@ -306,8 +291,8 @@ def test_bad_choices_are_refused_before_any_job(hub, people, admin, case):
     choices, message = BAD_CHOICES[case]
     stop(hub, admin, "alice")
     client = hub.session(people["alice"])
-    r = post_form(client, {**FORM, **choices})
-    assert r.status_code == 400 and form_error(r) == f"Error: {message}"
+    r = client.post_form({**FORM, **choices})
+    assert r.status_code == 400 and client.form_error(r) == f"Error: {message}"
     assert not jobs(hub.machine, "alice")
 
 
@@ -333,9 +318,9 @@ def test_a_job_no_node_can_run_is_refused_at_once_with_slurms_reason(hub, people
     stop(hub, admin, "bob")
     client = hub.session(people["bob"])
     started = time.monotonic()
-    r = post_form(client, {**FORM, "memory_gb": "16"})
+    r = client.post_form({**FORM, "memory_gb": "16"})
     seconds = time.monotonic() - started
-    assert r.status_code == 400 and form_error(r) == f"Error: {TOO_MUCH_MEMORY}"
+    assert r.status_code == 400 and client.form_error(r) == f"Error: {TOO_MUCH_MEMORY}"
     assert seconds < 20, f"the refusal took {seconds:.0f} s"
     assert not jobs(hub.machine, "bob") and not server(admin, "bob")
     assert "Memory specification can not be satisfied" in hub.journal(lines=200)

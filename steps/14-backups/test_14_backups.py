@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import re
 import shlex
@@ -47,7 +46,6 @@ BACKUPS = "/var/backups/jupyterhub"
 OPTIONS = {"image": "JupyterLab with NumPy, pandas and Matplotlib", "size": "medium"}
 EXTRA_USERS = 20  # users with files of their own, besides the people who log in
 EXTRA_MB = 2  # of files each
-HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
 
 # What the scripts say, quoted in the chapter and the troubleshooting page.
 RUNNING = "jupyterhub is running: stop it first (systemctl stop jupyterhub traefik). Nothing was changed."
@@ -88,16 +86,6 @@ class Used:
     bob: HubClient
     note: str  # the text of alice's file
     extra: list[str]
-
-
-def open_server(client: HubClient, owner: str, path: str = "lab"):
-    """Open OWNER's server as a browser does, clicking **Authorize** the first time (as in stage 11)."""
-    r = client.get(f"/user/{owner}/{path}")
-    if r.status_code == 200 and "/hub/api/oauth2/authorize" in r.url and "Authorize" in r.text:
-        where = urlsplit(r.url)
-        fields = [(name, html.unescape(value)) for name, value in HIDDEN.findall(r.text)]
-        r = client.post(f"{where.path}?{where.query}", data=fields)
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -456,7 +444,7 @@ def test_users_find_their_files_and_settings(restored, used, people):
     image = sh(hub.machine, "docker inspect -f '{{.Config.Image}}' jupyter-alice")
     assert image == "local/scipy:1"
     bob = hub.session(people["bob"])
-    r = open_server(bob, "alice")
+    r = bob.open_server("alice")
     assert r.status_code == 200 and urlsplit(r.url).path.startswith("/user/alice/"), f"{r.status_code} {r.url}"
     for user in used.extra[:: max(1, len(used.extra) // 4)]:
         vol = f"jupyterhub-user-{user}"

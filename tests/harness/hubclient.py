@@ -6,11 +6,15 @@ import html
 import re
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 
 from .secrets_audit import remember_secret
 from .waits import wait_for
+
+# The hidden fields of a form the hub serves (e.g. its page "Authorize access").
+HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)"')
 
 LOGIN_ERROR = re.compile(r'<p class="login_error">\s*(.*?)\s*</p>', re.S)
 
@@ -108,6 +112,28 @@ class HubClient:
         """GET /user/NAME/api/ENDPOINT as the logged-in browser would (with the server's XSRF token)."""
         headers = {"X-XSRFToken": self.xsrf(f"/user/{username}/")}
         return self.get(f"/user/{username}/api/{endpoint}", headers=headers)
+
+    def post_form(self, data: dict[str, str]) -> requests.Response:
+        """POST the spawn form as a browser would (or as someone who edited it by hand)."""
+        self.get("/hub/spawn")
+        return self.post("/hub/spawn", data={**data, "_xsrf": self.xsrf()})
+
+    @staticmethod
+    def form_error(page: requests.Response) -> str:
+        """The error line the spawn page shows above the form."""
+        m = re.search(r'class="[^"]*spawn-error-msg[^"]*"[^>]*>(.*?)</p>', page.text, re.S)
+        assert m, f"no error on the spawn page ({page.status_code}): {page.text[:1500]}"
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", m.group(1))).split())
+
+    def open_server(self, owner: str, path: str = "lab") -> requests.Response:
+        """Open OWNER's server as a browser does: the hub asks "Authorize access?" the first time somebody opens
+        a server that is not their own; click **Authorize**, as a person would. The last answer."""
+        r = self.get(f"/user/{owner}/{path}")
+        if r.status_code == 200 and "/hub/api/oauth2/authorize" in r.url and "Authorize" in r.text:
+            where = urlsplit(r.url)
+            fields = [(name, html.unescape(value)) for name, value in HIDDEN.findall(r.text)]
+            r = self.post(f"{where.path}?{where.query}", data=fields)
+        return r
 
     def create_token(self, username: str, note: str = "hhw test") -> str:
         """Create an API token for the logged-in user, as the /hub/token page does."""
