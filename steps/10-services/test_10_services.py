@@ -315,6 +315,26 @@ def known(machine: Machine, query: str) -> float | None:
     return found if found is not None and not math.isnan(found) else None
 
 
+def hub_gauge(machine: Machine) -> str:
+    """The hub's own jupyterhub_running_servers line, read as Prometheus reads it (its target, its token)."""
+    target = machine.output("grep -o '[0-9.]*:8081' /etc/prometheus/prometheus.yml")
+    return machine.output(
+        f'curl -s -H "Authorization: Bearer $(cat {PROMETHEUS_TOKEN})" http://{target}/hub/metrics'
+        " | grep '^jupyterhub_running_servers' || echo 'no such line'",
+        check=False,
+    )
+
+
+def servers_seen(hub, admin, machine: Machine) -> str:
+    """What Prometheus, its target, the hub's own gauge and the API say of running servers (for a report)."""
+    target = hub_target(machine)
+    return (
+        f"Prometheus: {value(machine, QUERIES['running servers'])}; its target: {target['health']}, last"
+        f" scrape {target['lastScrape']} {target['lastError']!r}; the hub's gauge: {hub_gauge(machine)};"
+        f" running according to the API: {sorted(running(hub, admin))}"
+    )
+
+
 def boxed(found: float | None) -> list[float] | None:
     """A number in a list, so that 0 counts for wait_for (which waits for something true)."""
     return None if found is None else [found]
@@ -333,7 +353,8 @@ def test_prometheus_sees_the_hub_up_and_the_servers_running(hub, people, admin, 
     assert running(hub, admin) == {"alice", "bob"}
     started = time.monotonic()
     wait_for("Prometheus to report 2 running servers",
-             lambda: value(machine, QUERIES["running servers"]) == 2, timeout=120, interval=2)  # fmt: skip
+             lambda: value(machine, QUERIES["running servers"]) == 2, timeout=120, interval=2,
+             describe=lambda: servers_seen(hub, admin, machine))  # fmt: skip
     seconds = time.monotonic() - started
     assert value(machine, QUERIES["hub up"]) == 1
     target = hub_target(machine)
