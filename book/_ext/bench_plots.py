@@ -188,9 +188,9 @@ def book_rows() -> tuple[list[str], list[list[str]]]:
     return HEAD, [_row(r["command"], r["seconds"]["summary"])]
 
 
-def test_times_rows() -> tuple[list[str], list[list[str]]]:
+def test_times_rows(name: str = "test-times") -> tuple[list[str], list[list[str]]]:
     """Each test module of one `make test` run (Debian 13 part): its tests and its seconds."""
-    r = results("test-times")
+    r = results(name)
     rows = []
     for name, m in r["modules"].items():
         label = name.replace("steps.", "steps/").split(".test_")[0] if name.startswith("steps.") else name
@@ -203,7 +203,7 @@ def test_times_rows() -> tuple[list[str], list[list[str]]]:
 TABLES: dict[str, Callable[[], tuple[list[str], list[list[str]]]]] = {
     "spawn": spawn_rows, "spawn-breakdown": breakdown_rows, "concurrency": concurrency_rows,
     "proxies": proxies_rows, "hub-restart": restart_rows, "book-build": book_rows,
-    "test-times": test_times_rows,
+    "test-times": test_times_rows, "test-times-cold": lambda: test_times_rows("test-times-cold"),
 }  # fmt: skip
 
 
@@ -342,7 +342,8 @@ def machine_text(name: str) -> str:
     parts = ", ".join(f"{k} {val}" for k, val in v.items())
     vm = f" In the test VM: {parts}." if v else ""
     busy = max(h["load_average_1min_at_start"], h["load_average_1min"])
-    shared = (" The machine was shared with other work during this run: treat these numbers as rough."
+    shared = (f" The machine was busy around this run (a load average of 2.5 or more on {h['cores']} cores, from"
+              " other work or from what ran just before it): treat these numbers as rough."
               if busy >= 2.5 else "")  # fmt: skip
     return (f"Measured {r['when']} ({r['seconds_taken']} s) on {h['cores']} cores ({h['cpu']}), "
             f"{h['memory_gib']} GiB, Linux {h['kernel']}, a Debian {h['host_debian']} host; 1-minute load "
