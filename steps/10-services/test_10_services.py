@@ -366,7 +366,8 @@ def test_prometheus_sees_the_hub_up_and_the_servers_running(hub, people, admin, 
         answers[what] = round(found[0], 3)
     assert answers["spawns in the last hour"] >= 1
     assert answers["spawn time, 90th percentile, last hour"] > 0
-    record("prometheus-queries", {"seconds_until_prometheus_saw_2": round(seconds, 1), **answers})
+    record("prometheus-queries", {"seconds_until_prometheus_saw_2": round(seconds, 1), **answers,
+                                  "state": servers_seen(hub, admin, machine)})  # fmt: skip
     if not isinstance(machine, ContainerVM) or not browser.CHROMIUM.exists():
         return
     url = machine.loopback_url(9090) + "/classic/graph?g0.expr=jupyterhub_running_servers&g0.tab=0&g0.range_input=15m"

@@ -14,7 +14,7 @@ import sys
 import time
 
 from . import releases
-from .images import LOCK_DIR, STAGE_REPO, docker_data_of, ensure_stage_image, image_id
+from .images import LOCK_DIR, STAGE_REPO, docker_data_of, drift, ensure_stage_image, image_id
 from .machine import VM_INSTALL_ENV, ContainerVM, docker
 from .stages import Stage
 
@@ -26,7 +26,9 @@ def old_machine_image(stage: Stage) -> str:
     """The tag of the old machine's image (built from the stage image when missing)."""
     base = ensure_stage_image(stage)
     h = hashlib.sha256(f"{RECIPE}\0{image_id(base)}\0".encode() + (stage.path / PREVIOUS).read_bytes())
-    prefix = f"d{releases.current()}-{stage.number:02d}old-"
+    # A drift run's old machine (built on its latest- stage image) is tagged apart, so that making it does not
+    # remove the pinned one below (nor the pinned run the drift one).
+    prefix = f"{'latest-' if drift() else ''}d{releases.current()}-{stage.number:02d}old-"
     tag = f"{STAGE_REPO}:{prefix}{h.hexdigest()[:16]}"
     if image_id(tag):
         return tag
