@@ -128,6 +128,28 @@ def installed(pin: dict, versions: dict) -> str:
     return versions.get("pip", {}).get(pin["name"], "")
 
 
+def cluster_module(stage):
+    """A cluster stage's test module (its MACHINES), loaded as pytest would, without running it."""
+    import importlib.util
+
+    path = next(stage.path.glob("test_*.py"))
+    spec = importlib.util.spec_from_file_location(f"hhw_drift_{stage.number:02d}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def merged_versions(tags: list[str]) -> dict:
+    """What several machines got, as one record (the first machine that has a package names its version)."""
+    merged: dict = {"pip": {}, "npm": {}, "images": {}}
+    for tag in tags:
+        got = versions_of(tag)
+        for part in merged:
+            for name, version in (got.get(part) or {}).items():
+                merged[part].setdefault(name, version)
+    return merged if any(merged.values()) else {}
+
+
 def run_stage(stage, release: str, state: dict) -> dict:
     from tests.harness import images
 
@@ -135,8 +157,14 @@ def run_stage(stage, release: str, state: dict) -> dict:
     result: dict = {"stage": stage.name, "number": f"{stage.number:02d}"}
     tag = None
     if stage.is_cluster:
-        # Its machines boot from the base image and are provisioned by its own scripts, not by a stage image.
-        result["note"] = "several machines, provisioned by their own scripts: pins lifted in stage images only"
+        # Its machines boot from the base image and are provisioned by its own scripts (the pins lifted in each
+        # machine's copy, tests/harness/cluster.py); what each got is recorded under its machine's tag.
+        from tests.harness.cluster import machine_tag
+
+        module = cluster_module(stage)
+        os.environ[HOLD_ENV] = " ".join(sorted(state["holds"]))  # the holds are part of the key
+        key = images.stage_key(stage)
+        result["tags"] = [machine_tag(stage, key, name) for name in module.MACHINES]
     while not stage.is_cluster:
         os.environ[HOLD_ENV] = " ".join(sorted(state["holds"]))
         try:
@@ -162,7 +190,7 @@ def run_stage(stage, release: str, state: dict) -> dict:
     junit.unlink(missing_ok=True)
     cmd = [str(REPO / ".venv/bin/pytest"), f"steps/{stage.number:02d}", "--debian", release, "-p", "no:cacheprovider",
            f"--junitxml={junit}", "-o", "junit_family=xunit2", "-q"]  # fmt: skip
-    log(f"{stage.name}: {' '.join(cmd[1:])} on {tag}")
+    log(f"{stage.name}: {' '.join(cmd[1:])} on {tag or ', '.join(result.get('tags', []))}")
     rc = subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
     result.update(junit_results(junit), pytest_exit=rc)
     recheck(stage, result, release, state)
@@ -230,7 +258,7 @@ def versions_table(stages, results: dict, release: str) -> list[dict]:
     rows = []
     for stage in stages:
         r = results.get(stage.name)
-        got = versions_of(r["tag"]) if r and r.get("tag") else {}
+        got = versions_of(r["tag"]) if r and r.get("tag") else merged_versions(r.get("tags", [])) if r else {}
         for pin in (p.to_dict() for p in stage_pins(stage.path, release)):
             ran = installed(pin, got) if got else ""
             rows.append({**pin, "stage": stage.name, "ran_with": ran, "differs": bool(ran) and ran != pin["pinned"]})

@@ -36,6 +36,7 @@ from .images import (
     PRELOAD_DROPIN,
     STAGE_REPO,
     docker_data_of,
+    drift,
     image_id,
     install_answers,
     provide_images,
@@ -201,9 +202,14 @@ def build_cluster_images(stage: Stage, module: ModuleType, key: str) -> dict[str
         for vm in cluster.vms.values():
             vm.trust_host_ca()
             vm.copy_in(stage.path, stage.vm_dir)
+            if drift():  # a drift run: the pins lifted in every machine's copy of the step directory
+                drift().prepare(vm, stage)
             if uses_docker:
                 provide_images(vm)
         module.install_cluster(cluster)
+        if drift():  # what each machine got, for the drift report
+            for name, vm in cluster.vms.items():
+                drift().record(vm, stage, machine_tag(stage, key, name))
         for vm in cluster.vms.values():
             vm.run(f"rm -rf {PRELOAD_DIR} {PRELOAD_DROPIN} /root/.cache/pip /root/.npm /var/cache/apt/archives/*.deb")
         with ThreadPoolExecutor(len(machines)) as pool:
