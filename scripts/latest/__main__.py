@@ -128,15 +128,11 @@ def installed(pin: dict, versions: dict) -> str:
     return versions.get("pip", {}).get(pin["name"], "")
 
 
-def cluster_module(stage):
-    """A cluster stage's test module (its MACHINES), loaded as pytest would, without running it."""
-    import importlib.util
-
-    path = next(stage.path.glob("test_*.py"))
-    spec = importlib.util.spec_from_file_location(f"hhw_drift_{stage.number:02d}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def machine_tags(prefix: str) -> list[str]:
+    """The saved machines of a cluster stage whose versions were recorded: every tag that starts with ``prefix``
+    (hhw/stage:latest-d13-12-KEY-), one per machine (tests/harness/cluster.py records each)."""
+    stem = prefix.replace("/", "_").replace(":", "_")
+    return sorted(f"{prefix}{p.stem[len(stem) :]}" for p in VERSIONS.glob(f"{stem}*.json"))
 
 
 def merged_versions(tags: list[str]) -> dict:
@@ -159,12 +155,8 @@ def run_stage(stage, release: str, state: dict) -> dict:
     if stage.is_cluster:
         # Its machines boot from the base image and are provisioned by its own scripts (the pins lifted in each
         # machine's copy, tests/harness/cluster.py); what each got is recorded under its machine's tag.
-        from tests.harness.cluster import machine_tag
-
-        module = cluster_module(stage)
         os.environ[HOLD_ENV] = " ".join(sorted(state["holds"]))  # the holds are part of the key
-        key = images.stage_key(stage)
-        result["tags"] = [machine_tag(stage, key, name) for name in module.MACHINES]
+        result["machines"] = f"{images.STAGE_REPO}:{images.stage_prefix(stage)}{images.stage_key(stage)}-"
     while not stage.is_cluster:
         os.environ[HOLD_ENV] = " ".join(sorted(state["holds"]))
         try:
@@ -190,7 +182,7 @@ def run_stage(stage, release: str, state: dict) -> dict:
     junit.unlink(missing_ok=True)
     cmd = [str(REPO / ".venv/bin/pytest"), f"steps/{stage.number:02d}", "--debian", release, "-p", "no:cacheprovider",
            f"--junitxml={junit}", "-o", "junit_family=xunit2", "-q"]  # fmt: skip
-    log(f"{stage.name}: {' '.join(cmd[1:])} on {tag or ', '.join(result.get('tags', []))}")
+    log(f"{stage.name}: {' '.join(cmd[1:])} on {tag or result['machines'] + '*'}")
     rc = subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
     result.update(junit_results(junit), pytest_exit=rc)
     recheck(stage, result, release, state)
@@ -258,7 +250,11 @@ def versions_table(stages, results: dict, release: str) -> list[dict]:
     rows = []
     for stage in stages:
         r = results.get(stage.name)
-        got = versions_of(r["tag"]) if r and r.get("tag") else merged_versions(r.get("tags", [])) if r else {}
+        got = {}
+        if r and r.get("tag"):
+            got = versions_of(r["tag"])
+        elif r and r.get("machines"):  # a cluster stage: what its machines got, recorded after its tests ran
+            got = merged_versions(machine_tags(r["machines"]))
         for pin in (p.to_dict() for p in stage_pins(stage.path, release)):
             ran = installed(pin, got) if got else ""
             rows.append({**pin, "stage": stage.name, "ran_with": ran, "differs": bool(ran) and ran != pin["pinned"]})

@@ -315,22 +315,18 @@ def known(machine: Machine, query: str) -> float | None:
     return found if found is not None and not math.isnan(found) else None
 
 
-def hub_gauge(machine: Machine) -> str:
-    """The hub's own jupyterhub_running_servers line, read as Prometheus reads it (its target, its token)."""
-    target = machine.output("grep -o '[0-9.]*:8081' /etc/prometheus/prometheus.yml")
-    return machine.output(
-        f'curl -s -H "Authorization: Bearer $(cat {PROMETHEUS_TOKEN})" http://{target}/hub/metrics'
+def servers_seen(hub, admin, machine: Machine) -> str:
+    """What Prometheus, its target, the hub's own gauge (read at the target's URL with Prometheus' token) and the
+    API say of running servers, for a report."""
+    target = hub_target(machine)
+    gauge = machine.output(
+        f'curl -s -H "Authorization: Bearer $(cat {PROMETHEUS_TOKEN})" {shlex.quote(target["scrapeUrl"])}'
         " | grep '^jupyterhub_running_servers' || echo 'no such line'",
         check=False,
     )
-
-
-def servers_seen(hub, admin, machine: Machine) -> str:
-    """What Prometheus, its target, the hub's own gauge and the API say of running servers (for a report)."""
-    target = hub_target(machine)
     return (
         f"Prometheus: {value(machine, QUERIES['running servers'])}; its target: {target['health']}, last"
-        f" scrape {target['lastScrape']} {target['lastError']!r}; the hub's gauge: {hub_gauge(machine)};"
+        f" scrape {target['lastScrape']} {target['lastError']!r}; the hub's gauge: {gauge};"
         f" running according to the API: {sorted(running(hub, admin))}"
     )
 
